@@ -1,0 +1,32 @@
+# The two commands (see README):  make run   — the whole tiny course via papermill into runs/<timestamp>/
+#                                 make test  — the whole pytest suite (notebooks included)
+# Both create .venv and install everything on a fresh machine; re-running skips what is done.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: setup run test lint clean-runs
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m helpers.runs --profile tiny $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install -q ruff==0.17.5
+	$(BIN)/ruff check helpers tests benchmarks tools
+
+clean-runs:
+	rm -rf runs/

@@ -1,0 +1,132 @@
+"""Named profiles: every model id, size and hyper-parameter a notebook reads, in one printable place.
+
+`tiny` runs the whole course offline on a laptop CPU in minutes with models built locally (see
+`helpers.tiny`); `llama3-8b` is the seeds' recipe on a Colab GPU. Both go through the same code,
+8-bit bitsandbytes layers included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+TINY_RM_BASE = "tiny-llama3"  # built into RUN_DIR/models/ by notebook 00
+TINY_POLICY = "tiny-qwen2"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One course configuration. Print it to see every value; `dataclasses.replace` to change one."""
+
+    name: str
+    description: str
+    rm_base: str  # hub id, or a tiny model name built under RUN_DIR/models/
+    policy_base: str
+    quantization: str | None = "8bit"  # "8bit" (the brief), "4bit" (QLoRA) or None (full precision)
+    max_length: int = 1024
+    # reward-model training (notebook 02)
+    learning_rate: float = 1e-5
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 4
+    num_train_epochs: float = 3
+    gradient_checkpointing: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    # KTO (notebook 05)
+    kto_learning_rate: float = 5e-6
+    kto_beta: float = 0.1
+    kto_batch_size: int = 4
+    kto_epochs: float = 1
+    max_new_tokens: int = 128
+    # hardware
+    min_gpu_memory_gib: float = 0.0  # 0: runs on CPU
+    # tiny models only: causal-LM warm-up steps on the kit's train text (see helpers.tiny)
+    warmup_steps: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.rm_base == TINY_RM_BASE
+
+    def model_path(self, which: str, run_dir: str | Path) -> str:
+        """Where to load `which` ("rm_base" or "policy_base") from: a RUN_DIR folder for tiny, else the hub id."""
+        model_id = getattr(self, which)
+        if model_id in (TINY_RM_BASE, TINY_POLICY):
+            return str(Path(run_dir) / "models" / model_id)
+        return model_id
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        description="offline CPU course: tiny LLaMA-3-style RM base and Qwen2-style policy built locally",
+        rm_base=TINY_RM_BASE,
+        policy_base=TINY_POLICY,
+        quantization="8bit",
+        max_length=256,
+        learning_rate=2e-3,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        num_train_epochs=3,
+        gradient_checkpointing=False,
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        kto_learning_rate=1e-3,
+        kto_batch_size=8,
+        kto_epochs=2,
+        max_new_tokens=48,
+        warmup_steps=100,
+    ),
+    "llama3-8b": Profile(
+        name="llama3-8b",
+        description="the seeds' recipe: Meta-Llama-3-8B in 8-bit + LoRA on a Colab GPU (T4 16 GB or better)",
+        rm_base="meta-llama/Meta-Llama-3-8B",
+        policy_base="Qwen/Qwen2-0.5B-Instruct",
+        quantization="8bit",
+        max_length=1024,
+        min_gpu_memory_gib=14.0,
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """Return the profile called `name`, with any field overridden by keyword.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones) or unknown field.
+    """
+    if name not in PROFILES:
+        valid = ", ".join(repr(n) for n in PROFILES)
+        raise ValueError(f"Unknown profile {name!r}. Valid profiles: {valid}. Set PROFILE to one of them.")
+    profile = PROFILES[name]
+    unknown = sorted(set(overrides) - set(profile.to_dict()))
+    if unknown:
+        raise ValueError(f"Unknown profile field(s) {unknown} for {name!r}; fields are {sorted(profile.to_dict())}.")
+    return replace(profile, **overrides) if overrides else profile
+
+
+def download_models(profile: Profile, token: str | None = None) -> dict[str, dict]:
+    """Fetch the profile's hub models into the local HF cache (weights as safetensors only).
+
+    A workshop runs this once while the network is good; later notebooks then load from the cache.
+    """
+    from huggingface_hub import snapshot_download
+
+    from .env import check_model_access, get_hf_token
+
+    token = token or get_hf_token()
+    fetched = {}
+    for which in ("rm_base", "policy_base"):
+        model_id = getattr(profile, which)
+        check_model_access(model_id, token)
+        path = snapshot_download(model_id, token=token,
+                                 allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"])
+        fetched[model_id] = {"path": path, "role": which}
+    return fetched

@@ -1,0 +1,167 @@
+"""Offline tiny models for the `tiny` profile, built from config on this machine in seconds.
+
+* `tiny-llama3`: a LLaMA-3-style decoder (`LlamaConfig`) with a byte-level BPE tokenizer trained on the
+  kit's own text, LLaMA-3's special tokens and chat template. The reward-model base.
+* `tiny-qwen2`: a Qwen2-style causal LM with a ChatML tokenizer. The KTO policy.
+
+Same seed -> same tokenizer and weights (checked by `state_checksum`). An optional causal-LM warm-up on
+the kit's *train* split gives the models some language statistics, so the later lessons (reward
+accuracy, generations judged by the RM) measure something rather than noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from .env import KIT_ROOT
+
+LLAMA3_SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                         "<|eot_id|>", "<|finetune_right_pad_id|>"]
+LLAMA3_PAD_TOKEN = "<|finetune_right_pad_id|>"
+# Meta's LLaMA-3 Instruct template: header / content / <|eot_id|> per message, BOS once at the start.
+LLAMA3_CHAT_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim"
+    " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+CHATML_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHATML_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+DATA_FILES = ("preferences.jsonl", "unpaired.jsonl")
+
+
+def kit_texts(split: str = "train", data_dir: Path | None = None) -> list[list[dict]]:
+    """The kit's conversations of one split, as message lists (a pair gives two: chosen and rejected).
+
+    Only the train split feeds tokenizers and warm-up, so test text stays unseen.
+    """
+    data_dir = data_dir or KIT_ROOT / "data"
+    conversations = []
+    for name in DATA_FILES:
+        for line in (data_dir / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if row.get("split") != split:
+                continue
+            answers = [row[k] for k in ("chosen", "rejected", "completion") if k in row]
+            conversations += [[{"role": "user", "content": row["prompt"]},
+                               {"role": "assistant", "content": a}] for a in answers]
+    return conversations
+
+
+def build_tokenizer(texts: list[str], style: str = "llama3", vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on `texts` with LLaMA-3 ("llama3") or ChatML ("chatml") specials."""
+    if style not in ("llama3", "chatml"):
+        raise ValueError(f"style must be 'llama3' or 'chatml', got {style!r}")
+    special = LLAMA3_SPECIAL_TOKENS if style == "llama3" else CHATML_SPECIAL_TOKENS
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer)
+    if style == "llama3":
+        return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                       pad_token=LLAMA3_PAD_TOKEN, chat_template=LLAMA3_CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=CHATML_CHAT_TEMPLATE)
+
+
+def _model_config(style: str, tokenizer, hidden: int, layers: int):
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=3 * hidden,
+                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+                  pad_token_id=tokenizer.pad_token_id)
+    if style == "llama3":
+        return LlamaForCausalLM, LlamaConfig(bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=False,
+                                             rope_theta=500000.0, **common)
+    return Qwen2ForCausalLM, Qwen2Config(tie_word_embeddings=True, **common)
+
+
+def state_checksum(model: torch.nn.Module) -> str:
+    """sha256 over every tensor of the state dict (name and bytes, sorted): equal iff weights are equal."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def warm_up(model, tokenizer, conversations, steps: int, seed: int, block: int = 128, batch: int = 16,
+            lr: float = 3e-3) -> dict:
+    """Causal-LM training on packed chat-formatted text; returns the loss before and after."""
+    ids = []
+    for conv in conversations:
+        ids += tokenizer.apply_chat_template(conv, tokenize=True, return_dict=False)
+    n_blocks = len(ids) // block
+    data = torch.tensor(ids[: n_blocks * block]).view(n_blocks, block)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / steps))
+    model.train()
+    losses = []
+    for _ in range(steps):
+        batch_ids = data[torch.randint(0, n_blocks, (batch,), generator=gen)]
+        loss = model(input_ids=batch_ids, labels=batch_ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    model.eval()
+    head = sum(losses[:10]) / max(1, len(losses[:10]))
+    tail = sum(losses[-10:]) / max(1, len(losses[-10:]))
+    return {"loss_first10": round(head, 3), "loss_last10": round(tail, 3), "tokens": int(data.numel())}
+
+
+def build_tiny_model(style: str, out_dir: str | Path, seed: int = 0, warmup_steps: int = 0,
+                     hidden: int = 128, layers: int = 4, data_dir: Path | None = None) -> dict:
+    """Build one tiny model + tokenizer into `out_dir` (loadable by `from_pretrained(out_dir)`).
+
+    Args:
+        style: "llama3" (reward base) or "chatml" (Qwen2-style policy).
+        seed: fixes tokenizer training order, weight init and warm-up batches.
+        warmup_steps: causal-LM steps on the kit's train text (0: random weights).
+
+    Returns:
+        A manifest (also saved as `tiny_manifest.json`): checksum, sizes, warm-up losses, seconds.
+    """
+    start = time.perf_counter()
+    conversations = kit_texts("train", data_dir)
+    tokenizer = build_tokenizer([m["content"] for conv in conversations for m in conv], style)
+    model_cls, config = _model_config(style, tokenizer, hidden, layers)
+    torch.manual_seed(seed)
+    model = model_cls(config)
+    warm = warm_up(model, tokenizer, conversations, warmup_steps, seed) if warmup_steps else {}
+    if style == "chatml":
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    manifest = {"style": style, "architecture": model_cls.__name__, "seed": seed, "checksum": state_checksum(model),
+                "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
+                "warmup_steps": warmup_steps, **warm, "seconds": round(time.perf_counter() - start, 1)}
+    (out_dir / "tiny_manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def build_tiny_models(models_dir: str | Path, seed: int = 0, warmup_steps: int = 0) -> dict[str, dict]:
+    """Build both tiny models of the `tiny` profile under `models_dir`; returns their manifests."""
+    from .profiles import TINY_POLICY, TINY_RM_BASE
+
+    models_dir = Path(models_dir)
+    return {
+        TINY_RM_BASE: build_tiny_model("llama3", models_dir / TINY_RM_BASE, seed, warmup_steps),
+        TINY_POLICY: build_tiny_model("chatml", models_dir / TINY_POLICY, seed, warmup_steps),
+    }

@@ -1,0 +1,182 @@
+# %% [markdown]
+# # 00 · Setup: a ready runtime before the first lesson
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/reward-lab/reward-lab/blob/main/notebooks/00_setup.ipynb)
+#
+# Every later notebook assumes a runtime that has the right libraries, enough GPU memory for its
+# profile, access to the models, and a run folder (`RUN_DIR`) to write into. This notebook checks all
+# of it and says **ready** or **not ready, because ...**. Instructors: run it with the class first.
+#
+# **You will learn**
+# - what a *profile* is, and why the same notebooks run on a laptop CPU (`tiny`) and a Colab GPU (`llama3-8b`);
+# - how the training dtype follows the hardware (bf16 on Ampere and newer, fp16 on a T4, bf16 autocast on CPU);
+# - how gated models (LLaMA 3) are accessed without ever typing or printing a token;
+# - what the tiny offline models are: a LLaMA-3-style reward base and a Qwen2-style policy, built here.
+#
+# | profile | hardware | time for this notebook |
+# |---|---|---|
+# | `tiny` | any CPU, offline | about 1 minute |
+# | `llama3-8b` | Colab T4 16 GB or better | 5–10 minutes (downloads ~16 GB) |
+
+# %% [markdown]
+# ## Set up the runtime
+# In Colab this fetches the kit and installs its pinned libraries (torch stays as Colab ships it).
+# On your own machine `make setup` has done this already, and the cell only prints versions.
+
+# %%
+import os, sys
+if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
+    if not os.path.isdir("/content/reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
+    sys.path.insert(0, "/content/reward-lab")
+from helpers import setup, default_run_dir
+versions = setup()
+
+# %% [markdown]
+# ## Parameters
+# `PROFILE` picks models and sizes; `RUN_DIR` is the folder every notebook of this run reads and writes
+# (on Google Drive when it is mounted, so a Colab disconnect loses nothing); `SEED` fixes the randomness.
+# papermill replaces this cell's values when it runs the course (`make run`).
+
+# %% tags=["parameters"]
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+SEED = 42
+
+# %%
+import time
+from helpers import get_profile, prepare_run_dir, set_seed
+
+start = time.perf_counter()
+profile = get_profile(PROFILE)
+run_dir = prepare_run_dir(RUN_DIR)
+set_seed(SEED)
+print(f"run folder: {run_dir}")
+profile
+
+# %% [markdown]
+# A profile is a plain dataclass: print it, or change a value with
+# `dataclasses.replace(profile, max_length=512)`. Asking for a profile that does not exist fails at once
+# and lists the valid names (this cell is *meant* to raise):
+
+# %% tags=["raises-exception"]
+# NBVAL_RAISES_EXCEPTION
+get_profile("llama-3-8b")
+
+# %% [markdown]
+# ## Hardware and dtype
+# `check_hardware` compares this runtime with what the profile needs. If a GPU profile runs without a
+# GPU it stops here, with the Colab click path and the one-line switch to `tiny`, instead of a CUDA
+# traceback ten minutes later.
+#
+# The dtype policy: GPUs of compute capability 8.0 or more (A100, L4, H100) train in **bf16**. A T4 (7.5)
+# *reports* bf16 support but emulates it slowly, so it trains in **fp16**. On CPU the 8-bit path needs
+# **bf16 autocast**, because TRL casts a quantized model's trainable weights to bf16.
+
+# %%
+from helpers import check_hardware, pick_dtype
+
+hardware = check_hardware(profile)
+dtype = pick_dtype()
+print(hardware)
+print(f"dtype: {dtype.name} ({dtype.reason})")
+
+# %% [markdown]
+# ## Model access
+# LLaMA 3 is *gated*: accept the licence on its model page once, then give Colab a read token as the
+# secret `HF_TOKEN` (key icon in the left bar). The kit reads it from there or from the environment
+# variable `HF_TOKEN`; it never asks you to type it and never prints it. The `tiny` profile needs no
+# access at all: its models are built on this machine.
+
+# %%
+from helpers import check_model_access
+
+if profile.is_tiny:
+    access = {"tiny": "offline: models are built locally, no Hub access needed"}
+else:
+    access = {m: check_model_access(m) for m in (profile.rm_base, profile.policy_base)}
+access
+
+# %% [markdown]
+# ## The models
+# On `tiny` we build two small models from config, deterministically from `SEED`:
+# - **tiny-llama3**, a LLaMA-3-style decoder whose byte-level BPE tokenizer was trained on the kit's own
+#   text and carries LLaMA 3's special tokens and chat template (the reward-model base of notebook 02);
+# - **tiny-qwen2**, a Qwen2-style model with a ChatML template (the policy of notebook 05).
+#
+# A short causal-LM *warm-up* on the kit's train split (never the test split) gives them word statistics,
+# so that reward accuracy and generated text in later lessons mean something. On a GPU profile the same
+# cell downloads the real models into the Hugging Face cache instead.
+
+# %%
+from helpers import build_tiny_models, download_models
+
+if profile.is_tiny:
+    models = build_tiny_models(run_dir / "models", seed=SEED, warmup_steps=profile.warmup_steps)
+else:
+    models = download_models(profile)
+for name, info in models.items():
+    print(name, {k: v for k, v in info.items() if k != "path"})
+
+# %% [markdown]
+# Same seed, same weights: the checksums below are checked when the course is re-executed by nbval.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, info in models.items():
+    print(name, info.get("architecture"), info.get("checksum"), info.get("parameters"))
+
+# %% [markdown]
+# ## Try them
+# A reward model is `AutoModelForSequenceClassification` with `num_labels=1`. Loading a *base* model this
+# way reports `score.weight` as newly initialised: expected here, because the reward head does not exist
+# until notebook 02 trains it. (The same message when loading a *trained* reward model means the head was
+# lost — notebook 03 shows how that happens and how to catch it.)
+
+# %%
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+rm_path, policy_path = profile.model_path("rm_base", run_dir), profile.model_path("policy_base", run_dir)
+rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1)
+policy = AutoModelForCausalLM.from_pretrained(policy_path)
+print(type(rm_base).__name__, "head:", rm_base.score)
+print(type(policy).__name__, f"{sum(p.numel() for p in policy.parameters()):,} parameters")
+
+# %% [markdown]
+# The chat template turns a conversation into the exact token stream the model sees. Reward models score
+# *conversations*, so notebooks 01–05 all go through this template.
+
+# %%
+conversation = [
+    {"role": "user", "content": "什么是人工智能?"},
+    {"role": "assistant", "content": "人工智能是让计算机完成通常需要人类智能的任务的技术。"},
+    {"role": "user", "content": "Give one example."},
+    {"role": "assistant", "content": "A spam filter that learns from examples."},
+]
+rm_tokenizer = AutoTokenizer.from_pretrained(rm_path)
+print(rm_tokenizer.apply_chat_template(conversation, tokenize=False))
+
+# %% [markdown]
+# ## Ready?
+
+# %%
+from helpers import save_metrics
+
+metrics = {
+    "ready": True, "profile": profile.name, "device": hardware["device"], "dtype": dtype.name,
+    "gpu_name": hardware.get("gpu_name"), "gpu_memory_gib": hardware.get("gpu_memory_gib"),
+    "versions": versions, "models": {n: {k: v for k, v in i.items() if k != "path"} for n, i in models.items()},
+    "seconds": round(time.perf_counter() - start, 1),
+}
+save_metrics(run_dir, "00_setup", metrics)
+print(f"READY: profile '{profile.name}' on {hardware['device']} ({dtype.name}); models in place; "
+      f"metrics -> {run_dir / 'metrics' / '00_setup.json'}")
+
+# %% [markdown]
+# ## What you have now
+# - `RUN_DIR/models/` (tiny) or the Hugging Face cache (GPU profile): the reward-model base and the policy;
+# - `RUN_DIR/metrics/00_setup.json`: versions, hardware, dtype and model checksums of this run.
+#
+# ## Next
+# [01 · Prepare the data](01_prepare_data.ipynb): preference pairs, chat templates, validation that loses
+# nothing silently, and the length audit.

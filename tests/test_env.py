@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from helpers import env
+from helpers.env import KitError, check_hardware, check_model_access, default_run_dir, pick_dtype
+from helpers.profiles import get_profile
+
+CPU = {"device": "cpu", "gpu_name": None, "gpu_memory_gib": 0.0, "cpu_count": 2}
+T4 = {"device": "cuda", "gpu_name": "Tesla T4", "gpu_memory_gib": 14.7, "cpu_count": 2}
+
+
+@pytest.mark.parametrize(
+    ("capability", "dtype", "bf16", "fp16"),
+    [((8, 0), torch.bfloat16, True, False), ((9, 0), torch.bfloat16, True, False),
+     ((7, 5), torch.float16, False, True), ((7, 0), torch.float16, False, True)],
+)
+def test_pick_dtype_follows_compute_capability(capability, dtype, bf16, fp16):
+    choice = pick_dtype("cuda", compute_capability=capability)
+    assert (choice.dtype, choice.bf16, choice.fp16) == (dtype, bf16, fp16)
+    assert f"{capability[0]}.{capability[1]}" in choice.reason
+
+
+def test_pick_dtype_cpu_is_bf16_autocast_for_the_quantized_path():
+    choice = pick_dtype("cpu")
+    assert choice.dtype == torch.bfloat16 and choice.bf16 and not choice.fp16
+    assert choice.name == "bfloat16"
+
+
+def test_gpu_profile_on_cpu_stops_with_click_path_and_tiny_switch():
+    with pytest.raises(KitError) as err:
+        check_hardware(get_profile("llama3-8b"), CPU)
+    message = str(err.value)
+    assert "needs a CUDA GPU" in message and "no GPU" in message
+    assert "Runtime -> Change runtime type -> T4 GPU" in message
+    assert 'PROFILE = "tiny"' in message
+
+
+def test_gpu_profile_fits_a_t4_and_tiny_fits_a_cpu():
+    assert check_hardware(get_profile("llama3-8b"), T4) is T4
+    assert check_hardware(get_profile("tiny"), CPU) is CPU
+
+
+def test_kit_error_renders_without_a_stack_in_ipython():
+    assert KitError("do this").\
+        _render_traceback_() == ["\x1b[31mKitError\x1b[0m: do this"]
+
+
+def test_default_run_dir_reads_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("REWARD_LAB_RUN_DIR", str(tmp_path))
+    assert default_run_dir() == str(tmp_path)
+    monkeypatch.delenv("REWARD_LAB_RUN_DIR")
+    assert default_run_dir().endswith("runs/default")
+
+
+def test_token_comes_from_env_and_is_never_printed(monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    assert env.get_hf_token() == "hf_secret_value_123"
+    env.setup(install=False)
+    assert "hf_secret_value_123" not in capsys.readouterr().out
+
+
+def test_setup_outside_colab_installs_nothing_and_prints_versions(monkeypatch, capsys):
+    monkeypatch.setattr(env.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run outside Colab"))
+    found = env.setup()
+    assert found["torch"].startswith("2.") and found["trl"] != "missing"
+    assert "transformers" in capsys.readouterr().out
+
+
+def test_setup_in_colab_installs_pinned_requirements_but_never_torch(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(env, "in_colab", lambda: True)
+    monkeypatch.setattr(env.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    env.setup()
+    packages = calls[0][calls[0].index("-q") + 1:]
+    assert "trl==1.16.0" in packages and not any(p.startswith("torch") for p in packages)
+    assert "Restart session" in capsys.readouterr().out  # transformers etc. were imported before
+
+
+def test_model_access_offline_says_use_tiny(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", offline)
+    with pytest.raises(KitError, match=r"Cannot reach the Hugging Face Hub.*PROFILE = \"tiny\""):
+        check_model_access("meta-llama/Meta-Llama-3-8B", token="x")

@@ -1,0 +1,67 @@
+"""Static checks of the committed notebooks: clean, parameterised, in sync with their sources."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.env import KIT_ROOT
+from helpers.runs import list_notebooks
+
+NOTEBOOKS = list_notebooks()
+
+
+def _cells(nb_path):
+    return json.loads(nb_path.read_text(encoding="utf-8"))["cells"]
+
+
+def test_the_course_has_notebooks_in_numeric_order():
+    names = [nb.name for nb in NOTEBOOKS]
+    assert names and names[0] == "00_setup.ipynb"
+    assert [n[:2] for n in names] == sorted(n[:2] for n in names)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(nb):
+    dirty = [i for i, c in enumerate(_cells(nb)) if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])]
+    assert not dirty, f"{nb.name}: outputs in cells {dirty}; rebuild with tools/nbsync.py"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_one_parameters_cell_with_the_common_names(nb):
+    tagged = [c for c in _cells(nb) if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1, f"{nb.name}: {len(tagged)} cells tagged 'parameters' (papermill needs exactly one)"
+    source = "".join(tagged[0]["source"])
+    for name in ("PROFILE", "RUN_DIR", "SEED"):
+        assert f"{name} = " in source, f"{nb.name}: parameters cell lacks {name}"
+    assert "REWARD_LAB_PROFILE" in source
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_kernelspec_is_python3(nb):
+    assert json.loads(nb.read_text())["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_error_demos_are_marked_for_both_papermill_and_nbval(nb):
+    for cell in _cells(nb):
+        source = "".join(cell["source"])
+        tagged = "raises-exception" in cell["metadata"].get("tags", [])
+        marked = source.startswith("# NBVAL_RAISES_EXCEPTION")
+        assert tagged == marked, f"{nb.name}: cell {source[:60]!r}: tag raises-exception and NBVAL marker go together"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_is_the_setup_cell_and_ends_with_what_you_have(nb):
+    cells = _cells(nb)
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert "setup(" in "".join(code[0]["source"])
+    assert "colab.research.google.com" in "".join(cells[0]["source"])
+    assert "What you have now" in "".join(cells[-1]["source"])
+
+
+def test_notebooks_match_their_sources():
+    result = subprocess.run([sys.executable, str(KIT_ROOT / "tools" / "nbsync.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

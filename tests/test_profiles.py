@@ -1,0 +1,41 @@
+import dataclasses
+
+import pytest
+
+from helpers.profiles import PROFILES, TINY_POLICY, TINY_RM_BASE, get_profile
+
+
+def test_unknown_profile_lists_the_valid_names():
+    with pytest.raises(ValueError, match=r"Unknown profile 'llama-3-8b'\. Valid profiles: 'tiny', 'llama3-8b'"):
+        get_profile("llama-3-8b")
+
+
+def test_llama3_profile_carries_the_seed_recipe():
+    p = get_profile("llama3-8b")
+    assert p.rm_base == "meta-llama/Meta-Llama-3-8B" and p.quantization == "8bit"
+    assert (p.lora_r, p.lora_alpha, p.lora_dropout) == (8, 16, 0.05)
+    assert (p.learning_rate, p.per_device_train_batch_size, p.gradient_accumulation_steps) == (1e-5, 2, 4)
+    assert (p.max_length, p.num_train_epochs) == (1024, 3)
+    assert p.min_gpu_memory_gib > 0
+
+
+def test_tiny_profile_is_offline_and_cpu():
+    p = get_profile("tiny")
+    assert p.is_tiny and p.min_gpu_memory_gib == 0 and p.quantization == "8bit"
+    assert p.model_path("rm_base", "/r").endswith(f"models/{TINY_RM_BASE}")
+    assert p.model_path("policy_base", "/r").endswith(f"models/{TINY_POLICY}")
+    assert get_profile("llama3-8b").model_path("rm_base", "/r") == "meta-llama/Meta-Llama-3-8B"
+
+
+def test_overrides_and_unknown_fields():
+    assert get_profile("tiny", max_length=512).max_length == 512
+    assert PROFILES["tiny"].max_length != 512  # the registry is not mutated
+    with pytest.raises(ValueError, match="Unknown profile field"):
+        get_profile("tiny", max_len=512)
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_profiles_print_and_round_trip(name):
+    p = get_profile(name)
+    assert name in repr(p)
+    assert dataclasses.replace(p).to_dict() == p.to_dict()

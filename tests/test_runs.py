@@ -1,0 +1,74 @@
+import json
+
+import nbformat
+import pytest
+
+from helpers.env import KitError
+from helpers.runs import collect_metrics, format_summary, main, prepare_run_dir, run_course, save_metrics
+
+
+def _notebook(path, *sources, parameters="PROFILE = 'x'\nRUN_DIR = ''\nSEED = 0"):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *[nbformat.v4.new_code_cell(s) for s in sources]]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_prepare_run_dir_creates_the_layout(tmp_path):
+    run_dir = prepare_run_dir(tmp_path / "run")
+    assert (run_dir / "metrics").is_dir() and (run_dir / "figures").is_dir()
+
+
+def test_unwritable_run_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(KitError, match=r"RUN_DIR '.*a_file/run' is not writable.*Set RUN_DIR to a folder"):
+        prepare_run_dir(blocker / "run")
+
+
+def test_metrics_round_trip(tmp_path):
+    save_metrics(tmp_path, "00_setup", {"ready": True, "名": "ok"})
+    assert collect_metrics(tmp_path) == {"00_setup": {"ready": True, "名": "ok"}}
+
+
+def test_runner_passes_parameters_and_keeps_executed_notebooks(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_first.ipynb", "import json, pathlib\n"
+              "pathlib.Path(RUN_DIR, 'metrics', '00_first.json').write_text(json.dumps({'p': PROFILE, 's': SEED}))")
+    summary = run_course("tiny", tmp_path / "run", {"SEED": 5}, notebook_dir=nbs)
+    assert summary["failure"] is None
+    assert summary["metrics"] == {"00_first": {"p": "tiny", "s": 5}}
+    assert (tmp_path / "run" / "notebooks" / "00_first.ipynb").exists()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["notebooks"][0]["status"] == "ok"
+
+
+def test_runner_stops_at_a_raising_cell_and_names_notebook_and_cell(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_ok.ipynb", "x = 1")
+    _notebook(nbs / "01_broken.ipynb", "y = 2", "raise ValueError('the data file is empty')")
+    _notebook(nbs / "02_never.ipynb", "z = 3")
+    summary = run_course("tiny", tmp_path / "run", notebook_dir=nbs)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok", "FAILED"]
+    failure = summary["failure"]
+    assert failure["notebook"] == "01_broken.ipynb" and failure["cell_index"] == 3  # after injected parameters
+    assert failure["error"] == "ValueError: the data file is empty"
+    text = format_summary(summary)
+    assert "FAILED in 01_broken.ipynb, cell 3" in text and "raise ValueError" in text
+
+
+def test_cli_exit_codes(tmp_path, capsys, monkeypatch):
+    assert main(["--profile", "nope", "--run-dir", str(tmp_path)]) == 2
+    assert "Valid profiles: 'tiny', 'llama3-8b'" in capsys.readouterr().err
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_broken.ipynb", "1 / 0")
+    monkeypatch.setattr("helpers.runs.NOTEBOOK_DIR", nbs)
+    import helpers.runs as runs
+
+    monkeypatch.setattr(runs, "list_notebooks", lambda prefixes, notebook_dir=nbs: sorted(nbs.glob("*.ipynb")))
+    assert main(["--run-dir", str(tmp_path / "run")]) == 1
+    assert "ZeroDivisionError" in capsys.readouterr().out
