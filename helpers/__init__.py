@@ -11,6 +11,7 @@ from .env import (
     check_hardware,
     check_model_access,
     default_run_dir,
+    expect_error,
     get_hf_token,
     hardware_report,
     in_colab,
@@ -19,13 +20,19 @@ from .env import (
     setup,
     versions,
 )
+from .audit import audit_lengths, audit_unpaired, suggest_max_length, token_lengths
+from .data import DataError, load_preferences, load_unpaired, require_inputs, split_dataset, write_jsonl
+from .kto import batches_with_both_labels, kto_class_weights, mix_unpaired, unpair_preferences
 from .profiles import PROFILES, Profile, download_models, get_profile
 from .runs import collect_metrics, prepare_run_dir, run_course, save_metrics
 from .tiny import LLAMA3_CHAT_TEMPLATE, LLAMA3_PAD_TOKEN, build_tiny_models, state_checksum
 
 __all__ = [
-    "KIT_ROOT", "DtypeChoice", "KitError", "check_hardware", "check_model_access", "default_run_dir",
+    "KIT_ROOT", "DtypeChoice", "KitError", "check_hardware", "check_model_access", "default_run_dir", "expect_error",
     "get_hf_token", "hardware_report", "in_colab", "pick_dtype", "set_seed", "setup", "versions",
+    "audit_lengths", "audit_unpaired", "suggest_max_length", "token_lengths",
+    "DataError", "load_preferences", "load_unpaired", "require_inputs", "split_dataset", "write_jsonl",
+    "batches_with_both_labels", "kto_class_weights", "mix_unpaired", "unpair_preferences",
     "PROFILES", "Profile", "download_models", "get_profile",
     "collect_metrics", "prepare_run_dir", "run_course", "save_metrics",
     "LLAMA3_CHAT_TEMPLATE", "LLAMA3_PAD_TOKEN", "build_tiny_models", "state_checksum",

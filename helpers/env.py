@@ -6,6 +6,7 @@ notebook 00 runs at the start of a workshop.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import random
@@ -26,6 +27,23 @@ class KitError(RuntimeError):
 
     def _render_traceback_(self):  # IPython calls this instead of printing the stack
         return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+@contextlib.contextmanager
+def expect_error(*types: type[BaseException]):
+    """Run a block that is *meant* to fail, and show the error as the learner would see it.
+
+    Error demonstrations use this instead of letting the cell raise: papermill treats any error output as
+    a failed run, and nbval's raises-marker passes even when nothing raises. Here the message is printed
+    (nbval checks it with `# NBVAL_CHECK_OUTPUT`), and a block that does NOT fail raises AssertionError.
+    """
+    types = types or (Exception,)
+    try:
+        yield
+    except types as err:
+        print(f"{type(err).__name__}: {err}")
+    else:
+        raise AssertionError(f"expected {' or '.join(t.__name__ for t in types)}, but the code ran without error")
 
 
 def in_colab() -> bool:
