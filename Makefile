@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m helpers.runs --profile tiny $(ARGS)
+	$(BIN)/python -m helpers --profile tiny $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

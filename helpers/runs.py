@@ -1,11 +1,15 @@
 """Run the course with papermill: every notebook in order, one RUN_DIR, a summary at the end.
 
-    python -m helpers.runs --profile tiny                 # all notebooks into runs/<timestamp>/
-    python -m helpers.runs --profile tiny -f params.yaml  # extra parameters for every notebook
-    python -m helpers.runs --notebooks 00 01              # a subset, by number prefix
+    python -m helpers --profile tiny                 # all notebooks into runs/<timestamp>/
+    python -m helpers --profile tiny -f params.yaml  # extra parameters for every notebook
+    python -m helpers --notebooks 00 01              # a subset, by number prefix
 
-Executed notebooks land in RUN_DIR/notebooks/, metrics in RUN_DIR/metrics/, figures in RUN_DIR/figures/.
-On a failure the runner stops, names the notebook and the cell, and exits non-zero.
+    python -m helpers --compare runs/A runs/B        # two runs' metrics side by side
+
+Executed notebooks land in RUN_DIR/notebooks/, metrics in RUN_DIR/metrics/ (and all of them in
+RUN_DIR/metrics.json), figures in RUN_DIR/figures/, a readable RUN_DIR/report.md beside them.
+On a failure the runner stops, names the notebook and the cell (in the output and the report), and
+exits non-zero.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .env import KIT_ROOT, KitError
+from .report import compare_runs, write_report
 
 NOTEBOOK_DIR = KIT_ROOT / "notebooks"
 
@@ -89,6 +94,7 @@ def run_course(profile: str = "tiny", run_dir: str | Path | None = None, paramet
             break
     summary["metrics"] = collect_metrics(run_dir)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_report(summary)
     return summary
 
 
@@ -107,30 +113,32 @@ def format_summary(summary: dict) -> str:
                      f"(execution count {fail['execution_count']}: {fail['cell_first_line']!r})")
         lines.append(f"  {fail['error']}")
         lines.append(f"  executed notebook with the error: {summary['run_dir']}/notebooks/{fail['notebook']}")
+    lines.append(f"report: {summary['run_dir']}/report.md")
     return "\n".join(lines)
 
 
 def _load_parameters(path: str | None, pairs: list[list[str]]) -> dict:
-    params = {}
-    if path:
-        import yaml
+    """Notebook parameters from a YAML file (as papermill -f) and NAME VALUE pairs (as papermill -p)."""
+    import yaml
 
-        params.update(yaml.safe_load(Path(path).read_text()) or {})
+    params = dict(yaml.safe_load(Path(path).read_text()) or {}) if path else {}
     for key, value in pairs:
-        import yaml
-
         params[key] = yaml.safe_load(value)  # "3" -> 3, "true" -> True, like papermill -p
     return params
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.runs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="tiny", help="profile name (see helpers.profiles)")
     parser.add_argument("--run-dir", help="default: runs/<timestamp>")
     parser.add_argument("-f", "--parameters-file", help="YAML of notebook parameters (as papermill -f)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("--notebooks", nargs="*", help="number prefixes to run, e.g. 00 01")
+    parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two runs' metrics and exit")
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare_runs(*args.compare))
+        return 0
     try:
         summary = run_course(args.profile, args.run_dir, _load_parameters(args.parameters_file, args.parameter),
                              args.notebooks)

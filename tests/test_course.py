@@ -7,6 +7,7 @@ exactly and error demonstrations raise.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,27 @@ def check_00_setup(m):
         assert len(info["checksum"]) == 16 and info["parameters"] > 100_000
 
 
-CHECKS = {"00_setup": check_00_setup}
+def check_01_prepare_data(m):
+    assert m["read"] == m["kept"] + m["dropped"] == 335 and m["dropped"] == 0
+    assert (m["train_pairs"], m["test_pairs"]) == (256, 79) and m["over_max_length"] > 0
+    assert (m["unpaired_desirable"], m["unpaired_undesirable"]) == (283, 341)
+    assert m["batches_with_both_labels"][0] == m["batches_with_both_labels"][1] > 0
+    wd, wu = m["kto_weights"]
+    assert 1 <= wd * m["unpaired_desirable"] / (wu * m["unpaired_undesirable"]) <= 4 / 3
+
+
+def check_02_train_reward_model(m):
+    assert m["eval_accuracy"] >= 0.70 and m["test_pairs"] >= 60  # held-out, chance is 0.5
+    assert m["train_runtime_s"] <= 90  # the issue's budget for reaching 0.70 on CPU
+    assert m["linear8bit_layers"] >= 28 and m["quantization"] == "8bit" and m["dtype"] == "bfloat16"
+    assert abs(m["bt_loss_by_hand"] - m["bt_loss_trainer"]) <= 1e-5
+    assert m["dropped_over_max_length"] > 0 and m["train_pairs_used"] == 256 - m["dropped_over_max_length"]
+    assert any("score" in k for k in m["head_keys_saved"])
+    assert m["train_loss"] < 0.69  # below a coin flip's log 2
+
+
+CHECKS = {"00_setup": check_00_setup, "01_prepare_data": check_01_prepare_data,
+          "02_train_reward_model": check_02_train_reward_model}
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +71,15 @@ def test_metrics_of_each_notebook(course_run, nb):
     CHECKS[nb.stem](metrics[nb.stem])
 
 
-def test_error_demonstrations_raised(course_run):
+def test_error_demonstrations_showed_their_error(course_run):
+    demos = 0
     for executed in sorted((course_run_dir(course_run) / "notebooks").glob("*.ipynb")):
         for cell in json.loads(executed.read_text())["cells"]:
-            if "raises-exception" in cell["metadata"].get("tags", []):
-                errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
-                assert errors, f"{executed.name}: error-demo cell did not raise: {''.join(cell['source'])[:80]!r}"
+            if "with expect_error(" in "".join(cell["source"]):
+                demos += 1
+                text = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o["output_type"] == "stream")
+                assert re.match(r"^\w+(Error|Exception): .+", text), f"{executed.name}: {text[:200]!r}"
+    assert demos >= 1
 
 
 def test_nbval_reexecution_matches(course_run):

@@ -72,3 +72,36 @@ def test_cli_exit_codes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runs, "list_notebooks", lambda prefixes, notebook_dir=nbs: sorted(nbs.glob("*.ipynb")))
     assert main(["--run-dir", str(tmp_path / "run")]) == 1
     assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_report_and_metrics_json_are_written_and_runs_compare(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "02_train_reward_model.ipynb", "import json, pathlib\n"
+              "pathlib.Path(RUN_DIR, 'metrics', '02_train_reward_model.json').write_text("
+              "json.dumps({'eval_accuracy': SEED / 10, 'quantization': '8bit'}))")
+    runs = [run_course("tiny", tmp_path / f"run{seed}", {"SEED": seed}, notebook_dir=nbs) for seed in (7, 8)]
+    report = (tmp_path / "run7" / "report.md").read_text()
+    assert "| 02_train_reward_model.ipynb | ok |" in report and "eval_accuracy 0.7" in report
+    assert json.loads((tmp_path / "run7" / "metrics.json").read_text())["02_train_reward_model"]["eval_accuracy"] == 0.7
+    assert main(["--compare", runs[0]["run_dir"], runs[1]["run_dir"]]) == 0
+    out = capsys.readouterr().out
+    assert "02_train_reward_model.eval_accuracy" in out and "+0.1" in out
+
+
+def test_a_failing_parameter_is_named_in_the_report(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_check.ipynb", "if SEED < 0:\n    raise ValueError(f'SEED must be >= 0, got {SEED}')")
+    summary = run_course("tiny", tmp_path / "run", {"SEED": -1}, notebook_dir=nbs)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "status: **FAILED**" in report and "`00_check.ipynb`, cell 2" in report
+    assert "ValueError: SEED must be >= 0, got -1" in report and summary["failure"]["notebook"] == "00_check.ipynb"
+
+
+def test_parameters_file_and_pairs(tmp_path):
+    from helpers.runs import _load_parameters
+
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text("SEED: 3\nRESUME: true\n")
+    assert _load_parameters(str(params_file), [["MAX_STEPS", "10"]]) == {"SEED": 3, "RESUME": True, "MAX_STEPS": 10}

@@ -59,9 +59,12 @@ profile
 # `dataclasses.replace(profile, max_length=512)`. Asking for a profile that does not exist fails at once
 # and lists the valid names (this cell is *meant* to raise):
 
-# %% tags=["raises-exception"]
-# NBVAL_RAISES_EXCEPTION
-get_profile("llama-3-8b")
+# %%
+# NBVAL_CHECK_OUTPUT
+from helpers import expect_error
+
+with expect_error(ValueError):
+    get_profile("llama-3-8b")
 
 # %% [markdown]
 # ## Hardware and dtype

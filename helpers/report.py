@@ -1,0 +1,92 @@
+"""Run reports: one `metrics.json` and a readable `report.md` per run, and a comparison of two runs.
+
+`helpers.runs` writes both at the end of every run, failed or not:
+
+    runs/<id>/metrics.json   {"00_setup": {...}, "01_prepare_data": {...}, ...}
+    runs/<id>/report.md      summary table, failure (notebook + cell), headline metrics, figures, versions
+
+    python -m helpers --compare runs/A runs/B    # the scalar metrics of two runs side by side
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+HEADLINE = {
+    "00_setup": ("device", "dtype"),
+    "01_prepare_data": ("read", "kept", "dropped", "train_pairs", "test_pairs", "over_max_length"),
+    "02_train_reward_model": ("eval_accuracy", "eval_margin", "train_loss", "train_runtime_s"),
+    "03_merge_value_head": ("max_abs_diff_merged_vs_adapter", "agreement_8bit_vs_merged", "spearman_8bit_vs_merged"),
+    "04_score_responses": ("test_accuracy", "calibration_ece", "length_reward_spearman", "accuracy_length_balanced"),
+    "05_kto_unpaired": ("margin_before", "margin_after", "rm_reward_before", "rm_reward_after", "rm_win_rate"),
+}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def scalar_metrics(metrics: dict) -> dict[str, object]:
+    """Flatten {notebook: {key: value}} to {"notebook.key": value} for numbers, strings and booleans."""
+    flat = {}
+    for notebook, values in metrics.items():
+        for key, value in values.items():
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                flat[f"{notebook}.{key}"] = value
+    return flat
+
+
+def _versions(metrics: dict) -> dict:
+    from .env import versions
+
+    return metrics.get("00_setup", {}).get("versions") or versions()
+
+
+def render_report(summary: dict) -> str:
+    """The Markdown report of a run summary (as `helpers.runs.run_course` returns it)."""
+    metrics, fail = summary.get("metrics", {}), summary.get("failure")
+    total = sum(n["seconds"] for n in summary["notebooks"])
+    lines = [f"# Run report: {Path(summary['run_dir']).name}", "",
+             f"- profile: `{summary['profile']}`; status: **{'FAILED' if fail else 'ok'}**; "
+             f"wall time {total:.0f} s; written {datetime.now():%Y-%m-%d %H:%M}",
+             f"- parameters: `{json.dumps(summary.get('parameters', {}), ensure_ascii=False)}`", "",
+             "| notebook | status | seconds | headline metrics |", "|---|---|---|---|"]
+    for nb in summary["notebooks"]:
+        values = metrics.get(Path(nb["notebook"]).stem, {})
+        head = ", ".join(f"{k} {_fmt(values[k])}" for k in HEADLINE.get(Path(nb["notebook"]).stem, ()) if k in values)
+        lines.append(f"| {nb['notebook']} | {nb['status']} | {nb['seconds']} | {head} |")
+    if fail:
+        lines += ["", "## Failure", "", f"- notebook: `{fail['notebook']}`, cell {fail['cell_index']} "
+                  f"(execution count {fail['execution_count']}), first line `{fail['cell_first_line']}`",
+                  f"- error: `{fail['error']}`", f"- executed notebook: `notebooks/{fail['notebook']}`"]
+    figures = sorted((Path(summary["run_dir"]) / "figures").glob("*.png"))
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in figures]
+    lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in _versions(metrics).items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(summary: dict) -> Path:
+    """Write RUN_DIR/metrics.json (all notebooks' metrics) and RUN_DIR/report.md; return the report path."""
+    run_dir = Path(summary["run_dir"])
+    (run_dir / "metrics.json").write_text(json.dumps(summary.get("metrics", {}), indent=2, ensure_ascii=False,
+                                                     default=str))
+    path = run_dir / "report.md"
+    path.write_text(render_report(summary), encoding="utf-8")
+    return path
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path) -> str:
+    """A table of every scalar metric in either run, with the difference where both are numbers."""
+    a, b = (scalar_metrics(json.loads((Path(r) / "metrics.json").read_text())) for r in (run_a, run_b))
+    lines = [f"{'metric':<58}{Path(run_a).name:>16}{Path(run_b).name:>16}{'b - a':>12}"]
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "-"), b.get(key, "-")
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
+        diff = f"{vb - va:+.4g}" if numeric else ""
+        lines.append(f"{key:<58}{_fmt(va):>16}{_fmt(vb):>16}{diff:>12}")
+    return "\n".join(lines)
