@@ -54,8 +54,13 @@ def in_colab() -> bool:
 def quiet_warnings() -> None:
     """Silence the known-harmless warnings that would bury a learner's output.
 
-    bitsandbytes warns once per 8-bit matmul that fp32 inputs are cast to fp16 (expected on CPU).
+    bitsandbytes logs, on every 8-bit matmul, that fp32/bf16 inputs are cast to fp16 (expected: that is
+    how LLM.int8() computes).
     """
+    import logging
+
+    logging.getLogger("bitsandbytes.autograd._functions").addFilter(
+        lambda record: not str(record.msg).startswith("MatMul8bitLt"))
     warnings.filterwarnings("ignore", message="MatMul8bitLt")
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -201,7 +201,7 @@ args = RewardConfig(
     bf16=dtype.bf16, fp16=dtype.fp16, use_cpu=hardware["device"] == "cpu",
     eval_strategy="epoch", logging_steps=profile.logging_steps,
     save_strategy="steps", save_steps=profile.save_steps, save_total_limit=2,
-    report_to="tensorboard", logging_dir=str(checkpoint_dir / "tensorboard"),
+    report_to="tensorboard",  # event files under checkpoints/runs/
 )
 print(f"lr {args.learning_rate}, batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps}, "
       f"epochs {args.num_train_epochs}, bf16 {args.bf16}, fp16 {args.fp16}")
@@ -229,10 +229,10 @@ trainer.model.eval()
 with torch.no_grad(), training_autocast(args, trainer.model.device):
     rewards = trainer.model(input_ids=batch["input_ids"].to(trainer.model.device),
                             attention_mask=batch["attention_mask"].to(trainer.model.device)).logits.squeeze(-1)
-r_chosen, r_rejected = rewards.float().chunk(2)
-by_hand, by_trainer = bradley_terry_loss(r_chosen, r_rejected), trainer_loss_on_batch(trainer, batch)
+r_chosen, r_rejected = rewards.chunk(2)  # kept in the autocast dtype, exactly as the trainer computes
+by_hand, by_trainer = bradley_terry_loss(r_chosen, r_rejected).float(), trainer_loss_on_batch(trainer, batch)
 print(f"by hand {by_hand.item():.6f}  trainer {by_trainer.item():.6f}  (untrained: about log 2 = 0.693)")
-assert torch.allclose(by_hand, by_trainer, atol=1e-5), "the trainer's loss should be Bradley-Terry"
+assert torch.allclose(by_hand, by_trainer, atol=1e-6), "the trainer's loss should be Bradley-Terry"
 
 # %% [markdown]
 # ## Train
@@ -248,12 +248,12 @@ train_result = trainer.train(resume_from_checkpoint=resume_from)
 train_result.metrics
 
 # %% [markdown]
-# In Colab, watch the same curves live in TensorBoard (they are logged to `checkpoints/tensorboard`):
+# In Colab, watch the same curves live in TensorBoard (they are logged to `checkpoints/runs/`):
 
 # %%
 if in_colab():
     %load_ext tensorboard
-    %tensorboard --logdir {checkpoint_dir}/tensorboard
+    %tensorboard --logdir {checkpoint_dir}/runs
 
 # %% [markdown]
 # ## Did it learn?
