@@ -1,0 +1,265 @@
+# %% [markdown]
+# # 04 · Score responses with the reward model
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/reward-lab/reward-lab/blob/main/notebooks/04_score_responses.ipynb)
+#
+# "How do I get a score for one response from my trained reward model?" is the most asked question about
+# reward models (seed 003). The answer has three parts: load it so the trained head is really there, feed it
+# exactly the chat template it was trained on, and read the number at the right token. Then we look at what
+# the model actually learned: how calibrated its preferences are, and whether it just likes long answers.
+#
+# **You will learn**
+# - the wrong way to load (a fresh random head, the "newly initialized: score.weight" warning) and the right way;
+# - `RewardScorer`: one response, a batch (equal results, in input order), `compare`, best-of-n, normalised scores;
+# - held-out accuracy, reward histograms, calibration (predicted vs observed preference) and length bias;
+# - scoring a whole file from the command line, resumably.
+#
+# | profile | hardware | time |
+# |---|---|---|
+# | `tiny` | any CPU | under a minute |
+# | `llama3-8b` | T4 16 GB (the merged model is loaded in 8-bit) | 5–10 minutes |
+
+# %%
+import os, sys
+if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
+    if not os.path.isdir("/content/reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
+    sys.path.insert(0, "/content/reward-lab")
+from helpers import setup, default_run_dir
+versions = setup()
+
+# %% tags=["parameters"]
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+SEED = 42
+BATCH_SIZE = 16
+
+# %%
+from datasets import load_dataset
+from helpers import check_hardware, get_profile, prepare_run_dir, set_seed
+from helpers.data import require_inputs
+
+profile = get_profile(PROFILE)
+run_dir = prepare_run_dir(RUN_DIR)
+merged_dir = run_dir / "rm_merged"
+require_inputs([merged_dir / "config.json"], notebook="03_merge_value_head")
+require_inputs([run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
+hardware = check_hardware(profile)
+set_seed(SEED)
+test = load_dataset("json", data_files=str(run_dir / "data" / "test.jsonl"), split="train")
+# A full-precision 8B model (16 GB in fp16) does not fit a T4 next to anything else: score in 8-bit there.
+score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 40 else "8bit"
+print(f"{len(test)} held-out pairs; scoring with quantization={score_quantization}")
+
+# %% [markdown]
+# ## The wrong way to load
+# Point `AutoModelForSequenceClassification` at the **base** model (or at a checkpoint saved without its
+# head) and transformers happily builds a reward model: it creates the `score` layer at random and says so
+# — `score.weight | MISSING` ("newly initialized"). That is seed 003's symptom. Every score is then noise:
+
+# %%
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
+from helpers.score import pairwise_accuracy, score_pairs
+from helpers.train import prepare_reward_tokenizer
+
+base_path = profile.model_path("rm_base", run_dir)
+wrong, info = AutoModelForSequenceClassification.from_pretrained(
+    base_path, num_labels=1, output_loading_info=True,
+    quantization_config=None if profile.is_tiny else BitsAndBytesConfig(load_in_8bit=True))
+wrong_tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(base_path))
+wrong.config.pad_token_id = wrong_tokenizer.pad_token_id
+sample = test.select(range(min(32, len(test))))
+wrong_scores = score_pairs(wrong, wrong_tokenizer, sample)
+print("missing keys:", info["missing_keys"])
+print(f"accuracy with a random head: {pairwise_accuracy(wrong_scores['chosen'], wrong_scores['rejected']):.2f}")
+
+# %% [markdown]
+# About a coin flip, as it must be. `RewardScorer.from_pretrained` refuses such a model outright:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from helpers import expect_error
+from helpers.score import RewardScorer
+
+del wrong
+with expect_error(ValueError):
+    RewardScorer.from_pretrained(base_path, quantization=score_quantization)
+
+# %% [markdown]
+# ## The right way
+# Load the **merged** reward model of notebook 03. Nothing may be missing or unexpected: the head is part of
+# the checkpoint. The scorer also sets the dedicated pad token (pad = EOS would make the model read the reward
+# one token too early, before the final `<|eot_id|>`), and reads the normalisation fitted in notebook 03.
+
+# %%
+scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization)
+assert not scorer.loading_info["missing_keys"] and not scorer.loading_info["unexpected_keys"], scorer.loading_info
+print(scorer.loading_info, f"| normalisation mean {scorer.mean:.3f} std {scorer.std:.3f}")
+
+# %% [markdown]
+# ### One response
+# A prompt and a response, as plain strings or as message lists. The reward alone has no unit; what means
+# something is the difference between two answers to the same prompt, and `compare` turns it into the
+# Bradley–Terry probability `σ(r_a − r_b)` that the model was trained to predict.
+
+# %%
+row = test[0]
+prompt, good, bad = row["prompt"], row["chosen"], row["rejected"]
+print(prompt[-1]["content"][:120])
+for name, answer in (("chosen", good), ("rejected", bad)):
+    print(f"{name:9} reward {scorer.score(prompt, answer):+.3f}, "
+          f"normalised {scorer.score(prompt, answer, normalized=True):+.2f}")
+print(f"P(chosen preferred) = {scorer.compare(prompt, good, bad):.3f}")
+
+# %% [markdown]
+# ### A batch
+# `score_batch` sorts inputs by length so each batch pads little, then restores the input order. Padding must
+# not change a score: batched and one-at-a-time results agree to float precision.
+
+# %%
+import numpy as np
+
+items = [(r["prompt"], r[side]) for r in test for side in ("chosen", "rejected")]
+batched = scorer.score_batch(items, batch_size=BATCH_SIZE, progress=True)
+single = np.array([scorer.score(p, a) for p, a in items[:16]])
+batch_vs_single = float(np.abs(batched[:16] - single).max())
+print(f"{len(items)} responses scored; batch vs single on 16 of them: max |diff| = {batch_vs_single:.2e}")
+
+# %% [markdown]
+# ## How good is it on pairs it never saw?
+
+# %%
+chosen, rejected = batched[0::2], batched[1::2]
+test_accuracy = pairwise_accuracy(chosen, rejected)
+print(f"held-out pairwise accuracy {test_accuracy:.3f} on {len(test)} pairs (chance: 0.5)")
+
+# %%
+from helpers.plots import plot_reward_histograms, save_figure
+
+fig = plot_reward_histograms(chosen, rejected, title="held-out rewards, merged model")
+save_figure(fig, run_dir, "04_reward_histograms")
+fig
+
+# %% [markdown]
+# ## Calibration
+# If the model says "a beats b with probability 0.8", is it right 80% of the time? We show each held-out pair
+# in a random order, bin the predicted probabilities, and compare each bin's average prediction with how often
+# the first answer really was the chosen one. The expected calibration error (ECE) is the average gap.
+
+# %%
+from helpers.diagnose import calibration_table
+from helpers.plots import plot_calibration
+
+calibration = calibration_table(chosen, rejected, n_bins=10, seed=SEED)
+fig = plot_calibration(calibration)
+save_figure(fig, run_dir, "04_calibration")
+print(f"ECE {calibration['ece']:.3f} over {calibration['pairs']} pairs")
+fig
+
+# %% [markdown]
+# ## Length bias
+# Reward models love long answers, because in most preference data the chosen answer *is* longer. The kit's
+# data marks the pairs where the chosen answer is not longer than the rejected one (`length_balanced`): on
+# those, length cannot explain a correct choice. Compare accuracy there with the rest, and correlate reward with
+# length over every response.
+
+# %%
+from helpers.diagnose import length_bias
+
+lengths = [len(scorer.tokens(p, a)) for p, a in items]
+bias = length_bias(batched, lengths, chosen, rejected, test["length_balanced"])
+bias
+
+# %%
+from helpers.plots import plot_length_bias
+
+fig = plot_length_bias(lengths, batched)
+save_figure(fig, run_dir, "04_length_bias")
+fig
+
+# %% [markdown]
+# ## Best of n
+# The simplest use of a reward model at inference time: sample several answers, keep the one it scores
+# highest. Here the candidates for one held-out prompt are its chosen and rejected answers plus an off-topic
+# answer borrowed from another prompt.
+
+# %%
+candidates = [row["chosen"], row["rejected"], test[len(test) // 2]["chosen"]]
+best = scorer.best_of_n(row["prompt"], candidates)
+for i, (c, r) in enumerate(zip(candidates, best["rewards"])):
+    print(f"{'*' if i == best['index'] else ' '} {r:+.3f}  {c[-1]['content'][:90]!r}")
+
+# %% [markdown]
+# ## Export the scores
+# One row per held-out pair: both rewards, normalised rewards, and P(chosen preferred). JSONL for programs,
+# CSV for spreadsheets.
+
+# %%
+import csv, json
+
+scores_dir = run_dir / "scores"
+scores_dir.mkdir(exist_ok=True)
+rows = [{"id": r.get("id"), "category": r.get("category"), "reward_chosen": float(c),
+         "reward_rejected": float(j), "z_chosen": (float(c) - scorer.mean) / scorer.std,
+         "z_rejected": (float(j) - scorer.mean) / scorer.std, "p_chosen": float(1 / (1 + np.exp(j - c)))}
+        for r, c, j in zip(test, chosen, rejected)]
+(scores_dir / "test_scores.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+with open(scores_dir / "test_scores.csv", "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+print(f"{len(rows)} rows -> {scores_dir}/test_scores.jsonl and .csv")
+
+# %% [markdown]
+# ## A whole file, from the command line
+# For files too large for a notebook: `python -m helpers.score` reads JSONL rows `{"prompt", "response"}`,
+# shows a progress bar, skips bad lines **by number and reason**, and on a rerun scores only what is missing.
+# Below, a file with two deliberately broken lines.
+
+# %%
+import subprocess
+lines = [json.dumps({"id": r["id"], "prompt": r["prompt"], "response": r["chosen"]}, ensure_ascii=False)
+         for r in test.select(range(6))] + ['{"prompt": "no response field"}', "{broken json"]
+(scores_dir / "cli_input.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+cmd = [sys.executable, "-m", "helpers.score", "--model", str(merged_dir),
+       "--input", str(scores_dir / "cli_input.jsonl"), "--output", str(scores_dir / "cli_output.jsonl")]
+if score_quantization:
+    cmd += ["--quantization", score_quantization]
+result = subprocess.run(cmd, capture_output=True, text=True)
+print(result.stderr[-600:].strip().splitlines()[-3:], result.stdout.strip(), sep="\n")
+
+# %%
+from helpers import save_metrics
+
+metrics = {
+    "test_accuracy": test_accuracy, "test_pairs": len(test), "batch_vs_single_max_abs_diff": batch_vs_single,
+    "calibration_ece": calibration["ece"], **bias, "truncated_inputs": scorer.truncated,
+    "random_head_accuracy": pairwise_accuracy(wrong_scores["chosen"], wrong_scores["rejected"]),
+    "cli_returncode": result.returncode, "score_quantization": score_quantization,
+}
+save_metrics(run_dir, "04_score_responses", metrics)
+{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+
+# %% [markdown]
+# ## Try it
+# Level 1: write two answers of your own to `prompt` — one helpful, one rude — and `compare` them.
+# Level 2: make the rude answer three times longer: does the reward follow the content or the length?
+# Level 3: run the CLI on `RUN_DIR/scores/cli_input.jsonl` after adding a line with an empty response, and check
+# that it is reported and the rerun scores only the new good lines. The self-check compares your two answers.
+
+# %%
+mine_good = "Here is a clear, correct answer, with the key steps explained."
+mine_rude = "Figure it out yourself, this is a stupid question."
+p_mine = scorer.compare(prompt, mine_good, mine_rude)
+print(f"P(your good answer beats your rude one) = {p_mine:.2f}")
+assert 0.0 <= p_mine <= 1.0
+
+# %% [markdown]
+# ## What you have now
+# - `RUN_DIR/scores/test_scores.jsonl` and `.csv`: every held-out pair with both rewards and P(chosen);
+# - `RUN_DIR/figures/04_reward_histograms.png`, `04_calibration.png`, `04_length_bias.png`;
+# - `RUN_DIR/metrics/04_score_responses.json`: accuracy, batch-vs-single difference, ECE, length bias.
+#
+# ## Next
+# [05 · KTO on unpaired preferences](05_kto_unpaired.ipynb): train a policy from thumbs-up/thumbs-down data and
+# judge it with this reward model.
