@@ -86,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
         kto_learning_rate=1e-3,
         kto_batch_size=8,
-        kto_epochs=2,
+        kto_epochs=1,
         max_new_tokens=48,
         warmup_steps=100,
     ),
@@ -94,7 +94,10 @@ PROFILES: dict[str, Profile] = {
         name="llama3-8b",
         description="the seeds' recipe: Meta-Llama-3-8B in 8-bit + LoRA on a Colab GPU (T4 16 GB or better)",
         rm_base="meta-llama/Meta-Llama-3-8B",
-        policy_base="Qwen/Qwen2-0.5B-Instruct",
+        # KTO policy: LLaMA-3.2-3B-Instruct in 8-bit is ~4.5 GB with fp32 embeddings, leaving a T4 room for
+        # batch 4 x 1024; the 8B Instruct is ~11 GB before activations (estimated from sizes, not yet measured).
+        policy_base="meta-llama/Llama-3.2-3B-Instruct",
+        kto_learning_rate=5e-5,
         quantization="8bit",
         max_length=1024,
         min_gpu_memory_gib=14.0,
