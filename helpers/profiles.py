@@ -12,6 +12,7 @@ from pathlib import Path
 
 TINY_RM_BASE = "tiny-llama3"  # built into RUN_DIR/models/ by notebook 00
 TINY_POLICY = "tiny-qwen2"
+QUANTIZATIONS = ("8bit", "4bit", None)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,10 @@ def get_profile(name: str, **overrides) -> Profile:
     unknown = sorted(set(overrides) - set(profile.to_dict()))
     if unknown:
         raise ValueError(f"Unknown profile field(s) {unknown} for {name!r}; fields are {sorted(profile.to_dict())}.")
+    quantization = overrides.get("quantization", profile.quantization)
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization={quantization!r} is not supported; use one of {QUANTIZATIONS} "
+                         "(None: a full-precision base).")
     return replace(profile, **overrides) if overrides else profile
 
 

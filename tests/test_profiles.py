@@ -39,3 +39,10 @@ def test_profiles_print_and_round_trip(name):
     p = get_profile(name)
     assert name in repr(p)
     assert dataclasses.replace(p).to_dict() == p.to_dict()
+
+
+def test_quantization_must_be_known():
+    assert get_profile("tiny", quantization="4bit").quantization == "4bit"
+    assert get_profile("tiny", quantization=None).quantization is None
+    with pytest.raises(ValueError, match=r"quantization='3bit' is not supported; use one of \('8bit', '4bit', None\)"):
+        get_profile("tiny", quantization="3bit")
