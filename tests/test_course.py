@@ -7,6 +7,7 @@ exactly and error demonstrations raise.
 """
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -45,8 +46,38 @@ def check_02_train_reward_model(m):
     assert m["train_loss"] < 0.69  # below a coin flip's log 2
 
 
+def check_03_merge_value_head(m):
+    assert m["merge_dtype"] == "float32" and m["max_abs_diff_merged_vs_adapter"] <= 1e-4
+    assert m["agreement_8bit_vs_merged"] >= 0.97 and m["spearman_8bit_vs_merged"] >= 0.98
+    assert abs(m["accuracy_as_trained"] - m["accuracy_merged"]) <= 2 / m["test_pairs"]
+    assert m["max_abs_diff_llamafactory_vs_merged"] <= 1e-4 and m["max_abs_diff_fresh_process"] <= 1e-4
+    assert m["missing_keys"] == [] and m["unexpected_keys"] == [] and m["head_shape"] == [1, 128]
+    assert m["verified"] is True and m["pitfall_caught"] is True
+
+
+def check_04_score_responses(m):
+    assert m["test_accuracy"] >= 0.70 and m["test_pairs"] >= 60
+    assert m["batch_vs_single_max_abs_diff"] <= 1e-4
+    assert 0 <= m["calibration_ece"] <= 1 and -1 <= m["length_reward_spearman"] <= 1
+    assert m["pairs_length_balanced"] + m["pairs_not_length_balanced"] == m["test_pairs"]
+    assert m["cli_returncode"] == 0 and m["truncated_inputs"] >= 0
+
+
+def check_05_kto_unpaired(m):
+    assert m["batches_with_both_labels"] == m["train_batches"] > 0
+    ratio = m["desirable_weight"] * m["n_desirable"] / (m["undesirable_weight"] * m["n_undesirable"])
+    assert 1.0 <= ratio <= 4 / 3 and m["n_desirable"] != m["n_undesirable"]
+    assert m["margin_after"] > m["margin_before"]
+    assert m["implicit_margin_after"] == pytest.approx(m["beta"] * (m["margin_after"] - m["margin_before"]), rel=1e-3)
+    assert m["held_out_rows"] > 100 and m["rm_prompts"] == 16
+    assert all(math.isfinite(m[k]) for k in ("rm_reward_before", "rm_reward_after"))
+    assert 0.0 <= m["rm_win_rate"] <= 1.0
+
+
 CHECKS = {"00_setup": check_00_setup, "01_prepare_data": check_01_prepare_data,
-          "02_train_reward_model": check_02_train_reward_model}
+          "02_train_reward_model": check_02_train_reward_model, "03_merge_value_head": check_03_merge_value_head,
+          "04_score_responses": check_04_score_responses,
+          "05_kto_unpaired": check_05_kto_unpaired}
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,253 @@
+"""What notebook 03 should not repeat: the as-trained reload, the exports and the verifier.
+
+The merge itself (full-precision `from_pretrained`, `PeftModel.from_pretrained`, `merge_and_unload`,
+`save_pretrained`) stays in the notebook. The layout written around it:
+
+    RUN_DIR/rm_merged/                  AutoModelForSequenceClassification; its config.json also holds
+                                        OpenRLHF's `value_head_prefix` and the reward `mean` / `std`
+    RUN_DIR/rm_merged/reward_head.json  head, pad, pooling, chat-template hash, normalization, provenance
+    RUN_DIR/rm_merged/llamafactory/     the decoder as a causal LM + value_head.safetensors (v_head.summary.*)
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .env import KitError, pick_dtype
+from .score import spearman
+
+MANIFEST = "reward_head.json"
+VALUE_HEAD_FILE = "value_head.safetensors"
+POOLING = "hidden state of the last non-pad token (rightmost id != pad_token_id; right padding)"
+# "a|b": either will do (save_pretrained shards a big model behind an index file).
+MODEL_FILES = ("config.json", "model.safetensors|model.safetensors.index.json", "tokenizer_config.json",
+               "tokenizer.json")
+REQUIRED_FILES = (*MODEL_FILES, MANIFEST, "llamafactory/config.json", f"llamafactory/{VALUE_HEAD_FILE}")
+# Allowed max |score difference| between the merged model and base + adapter, by merge dtype.
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 2e-2}
+
+
+class RewardModelError(KitError):
+    """A saved reward model that would score wrongly elsewhere; the message lists each problem and its fix."""
+
+
+def merge_dtype(device: str | None = None) -> torch.dtype:
+    """The full-precision dtype to merge in: fp32 on CPU, the GPU's 16-bit training dtype on CUDA.
+
+    Never the 8-bit weights: merging into int8 rounds `W + BA` back to int8, losing part of the small
+    LoRA update, and leaves a bitsandbytes checkpoint other tools cannot use as a plain model.
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.float32 if device == "cpu" else pick_dtype(device).dtype
+
+
+def load_as_trained(base_path, adapter_dir, quantization: str | None, dtype: torch.dtype, pad_token_id: int,
+                    device_map=None, token: str | None = None):
+    """Rebuild the reward model exactly as notebook 02 trained and scored it: quantized base + adapter.
+
+    The training steps in order: the same `BitsAndBytesConfig`, `prepare_model_for_kbit_training` (norms
+    and embeddings in fp32), the adapter, then its weights in bf16, as TRL keeps them for a quantized
+    model. Scores equal the trainer's bit for bit at the same batch size (tests/test_merge.py checks it).
+
+    Args:
+        quantization: "8bit", "4bit" or None, as notebook 02's metrics record it.
+        dtype: the dtype notebook 02 loaded the base in (its metrics' "dtype").
+
+    Returns:
+        The `PeftModel`, in eval mode.
+    """
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    configs = {"8bit": BitsAndBytesConfig(load_in_8bit=True), None: None,
+               "4bit": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)}
+    if quantization not in configs:
+        raise ValueError(f"quantization={quantization!r} is not '8bit', '4bit' or None; pass the value "
+                         "notebook 02 wrote to RUN_DIR/metrics/02_train_reward_model.json.")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_path, num_labels=1, quantization_config=configs[quantization], dtype=dtype,
+        device_map=device_map, token=token)
+    model.config.pad_token_id = pad_token_id
+    if quantization:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if quantization:
+        for name, param in model.named_parameters():
+            if "lora_" in name or "modules_to_save" in name:
+                param.data = param.data.to(torch.bfloat16)
+    return model.eval()
+
+
+def _is_head_key(key: str) -> bool:
+    return ".score." in f".{key}"
+
+
+def adapter_head(adapter_dir) -> torch.Tensor | None:
+    """The `score` head saved in an adapter (`task_type="SEQ_CLS"` puts it there), or None if it has none."""
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.exists():
+        raise KitError(f"No adapter_model.safetensors in {adapter_dir}: run notebooks/"
+                       "02_train_reward_model.ipynb first, or pass the folder trainer.save_model wrote.")
+    with safe_open(str(path), "pt") as f:
+        keys = [k for k in f.keys() if _is_head_key(k) and k.endswith("weight")]
+        return f.get_tensor(keys[0]) if keys else None
+
+
+def strip_reward_head(adapter_dir, out_dir) -> Path:
+    """Copy an adapter without its `score` head: what LoRA without `task_type="SEQ_CLS"` saves."""
+    src, out_dir = Path(adapter_dir), Path(out_dir)
+    shutil.copytree(src, out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoints"))
+    with safe_open(str(src / "adapter_model.safetensors"), "pt") as f:
+        kept = {k: f.get_tensor(k) for k in f.keys() if not _is_head_key(k)}
+    save_file(kept, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((src / "adapter_config.json").read_text())
+    config.update(task_type=None, modules_to_save=None)
+    (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    return out_dir
+
+
+def compare_scores(reference: dict, other: dict) -> dict[str, float]:
+    """How far two models' `score_pairs` results on the same pairs are apart.
+
+    Returns:
+        max_abs_diff over every answer; agreement, the share of pairs where both models prefer the same
+        side; spearman, the rank correlation over every answer.
+    """
+    a = np.concatenate([reference["chosen"], reference["rejected"]])
+    b = np.concatenate([other["chosen"], other["rejected"]])
+    if a.shape != b.shape:
+        raise ValueError(f"Cannot compare {a.size} scores with {b.size}: score the same pairs with both "
+                         "models.")
+    same = (reference["chosen"] > reference["rejected"]) == (other["chosen"] > other["rejected"])
+    return {"max_abs_diff": float(np.abs(a - b).max()), "agreement": float(same.mean()),
+            "spearman": spearman(a, b)}
+
+
+def fit_normalization(scores: dict) -> dict[str, float]:
+    """Reward `mean` and `std` over every held-out answer, so that (r - mean) / std is about N(0, 1)."""
+    rewards = np.concatenate([scores["chosen"], scores["rejected"]]).astype(float)
+    if rewards.size < 2 or rewards.std() == 0:
+        raise ValueError(f"Cannot fit a normalisation on {rewards.size} reward(s) with std "
+                         f"{rewards.std():.3g}: score the held-out split with the merged model first.")
+    return {"mean": float(rewards.mean()), "std": float(rewards.std())}
+
+
+def _base_tensor(base_path, name: str, token: str | None = None) -> torch.Tensor:
+    """One tensor of the base checkpoint (local folder or hub cache), read from its safetensors shard."""
+    from transformers.utils import cached_file
+
+    index = cached_file(base_path, "model.safetensors.index.json", token=token,
+                        _raise_exceptions_for_missing_entries=False)
+    filename = json.loads(Path(index).read_text())["weight_map"][name] if index else "model.safetensors"
+    with safe_open(cached_file(base_path, filename, token=token), "pt") as f:
+        return f.get_tensor(name)
+
+
+def _as_causal_lm(merged, base_path, token: str | None = None):
+    """The merged decoder under the base's LM head, sharing the decoder's weights (no second copy)."""
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(merged.config)
+    config.architectures = None
+    for key in ("value_head_prefix", "mean", "std"):  # OpenRLHF's keys belong to the main export
+        config.__dict__.pop(key, None)
+    with torch.device("meta"):
+        causal = AutoModelForCausalLM.from_config(config)
+    causal.model = getattr(merged, merged.base_model_prefix)
+    if config.tie_word_embeddings:
+        causal.lm_head.weight = causal.model.embed_tokens.weight
+    else:
+        weight = _base_tensor(base_path, "lm_head.weight", token).to(merged.device, merged.dtype)
+        causal.lm_head.weight = torch.nn.Parameter(weight, requires_grad=False)
+    return causal
+
+
+_PPO_YAML = """\
+# LLaMA-Factory PPO with this reward model. Had LLaMA-Factory trained the RM, its own export would keep
+# the value head only with `stage: rm` (llamafactory-cli export ... finetuning_type: lora, stage: rm).
+stage: ppo
+do_train: true
+model_name_or_path: YOUR_POLICY_MODEL
+finetuning_type: lora
+template: {template}
+reward_model: {path}
+reward_model_type: full
+"""
+
+
+def export_llamafactory(merged, tokenizer, out_dir, base_path, token: str | None = None,
+                        template: str = "llama3") -> Path:
+    """Write LLaMA-Factory's reward-model layout: causal LM + `value_head.safetensors` + PPO settings.
+
+    LLaMA-Factory's reward model is a causal LM with a value head beside it, `v_head.summary` =
+    Linear(hidden, 1) *with* a bias. Our `score` head is Linear(hidden, 1, bias=False), so the bias is
+    zero and the rewards are the same. The causal LM keeps the base's (untrained) `lm_head`.
+    """
+    out_dir = Path(out_dir)
+    _as_causal_lm(merged, base_path, token).save_pretrained(out_dir)  # config says ...ForCausalLM: normal
+    tokenizer.save_pretrained(out_dir)
+    weight = merged.score.weight.detach().to("cpu").contiguous()
+    save_file({"v_head.summary.weight": weight, "v_head.summary.bias": torch.zeros(1, dtype=weight.dtype)},
+              str(out_dir / VALUE_HEAD_FILE), metadata={"format": "pt"})
+    ppo = _PPO_YAML.format(template=template, path=out_dir.resolve())
+    (out_dir / "llamafactory_ppo.yaml").write_text(ppo)
+    return out_dir
+
+
+@torch.no_grad()
+def llamafactory_scores(export_dir, tokenizer, conversations: list[list[dict]],
+                        batch_size: int = 16) -> np.ndarray:
+    """Rewards read the LLaMA-Factory way: `v_head` on the causal LM's last hidden state, last real token."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(export_dir, use_safetensors=True).eval()
+    with safe_open(str(Path(export_dir) / VALUE_HEAD_FILE), "pt") as f:
+        weight, bias = (f.get_tensor(f"v_head.summary.{k}").to(model.device, model.dtype)
+                        for k in ("weight", "bias"))
+    ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False) for c in conversations]
+    rewards = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        width = max(map(len, chunk))
+        input_ids = torch.tensor([seq + [tokenizer.pad_token_id] * (width - len(seq)) for seq in chunk])
+        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in chunk])
+        out = model(input_ids.to(model.device), attention_mask=mask.to(model.device),
+                    output_hidden_states=True, logits_to_keep=1)
+        last = out.hidden_states[-1][torch.arange(len(chunk)), mask.sum(-1) - 1]  # right padding
+        rewards.append((last @ weight.T + bias).float().squeeze(-1).cpu().numpy())
+    return np.concatenate(rewards)
+
+
+def chat_template_sha256(tokenizer) -> str:
+    """Fingerprint of the chat template: rewards only compare under the template the model was trained on."""
+    return hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()
+
+
+def write_reward_head_manifest(out_dir, model, tokenizer, base_model: str, adapter_dir,
+                               normalization: dict) -> dict:
+    """Write `reward_head.json`: what a consumer needs to read a reward from this folder correctly."""
+    weight = model.score.weight
+    lf_keys = ["v_head.summary.weight", "v_head.summary.bias"]
+    manifest = {
+        "head": {"key": "score.weight", "shape": list(weight.shape), "bias": model.score.bias is not None},
+        "pad_token_id": model.config.pad_token_id, "pad_token": tokenizer.pad_token, "pooling": POOLING,
+        "chat_template_sha256": chat_template_sha256(tokenizer), "normalization": normalization,
+        "base_model": str(base_model), "adapter_source": str(adapter_dir),
+        "dtype": str(weight.dtype).removeprefix("torch."),
+        "exports": {"openrlhf": {"value_head_prefix": "score",
+                                 "config_keys": ["value_head_prefix", "mean", "std"]},
+                    "llamafactory": {"dir": "llamafactory", "value_head": VALUE_HEAD_FILE, "keys": lf_keys,
+                                     "stage_at_export": "rm", "reward_model_type": "full"}},
+    }
+    Path(out_dir, MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return manifest

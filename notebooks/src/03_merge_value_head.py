@@ -1,0 +1,401 @@
+# %% [markdown]
+# # 03 · Merge the value head: one full-precision reward model, exported and verified
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/reward-lab/reward-lab/blob/main/notebooks/03_merge_value_head.ipynb)
+#
+# Notebook 02 left a LoRA adapter: small matrices for the 8-bit base, plus the trained `score` head. Serving,
+# PPO and other people's code want **one ordinary model folder** instead. Here we fold the adapter into the
+# base weights, save a plain `AutoModelForSequenceClassification`, write the layouts LLaMA-Factory and
+# OpenRLHF read, and prove that every copy gives the rewards the trained model gives.
+#
+# **You will learn**
+# - why the merge reloads the base in full precision (bf16/fp16 on a GPU, fp32 on a CPU) instead of 8-bit;
+# - `PeftModel.from_pretrained` → `merge_and_unload()` → `save_pretrained`, and how to check the merge is exact;
+# - how much 8-bit quantisation moved the rewards the model was trained with;
+# - the LLaMA-Factory layout (`value_head.safetensors`, a `...ForCausalLM` config) and OpenRLHF's config keys;
+# - how to verify a saved reward model, and how a merge loses its head (seed 003's "newly initialized").
+#
+# | profile | hardware | time |
+# |---|---|---|
+# | `tiny` | any CPU | 1–2 minutes |
+# | `llama3-8b` | the bf16 merge needs ~17 GB: L4/A100, or a T4 with CPU offload (Colab High-RAM) | 15–25 minutes, ~35 GB of disk |
+
+# %%
+import os, sys
+if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
+    if not os.path.isdir("/content/reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
+    sys.path.insert(0, "/content/reward-lab")
+from helpers import setup, default_run_dir
+versions = setup()
+
+# %% [markdown]
+# **Colab:** mount Drive *before* the parameters cell if notebook 02 saved its adapter there; `RUN_DIR` then
+# defaults to `MyDrive/reward-lab/runs/default`.
+
+# %%
+from helpers import in_colab
+if in_colab():
+    from google.colab import drive
+    drive.mount("/content/drive")
+
+# %% tags=["parameters"]
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+SEED = 42
+MERGE_DTYPE = "auto"  # "auto": fp32 on CPU, bf16 (fp16 on a T4) on GPU; or "float32", "bfloat16", "float16"
+N_PROBES = 8  # held-out conversations the verifier scores
+
+# %%
+import torch
+from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
+from helpers.data import require_inputs
+from helpers.merge import merge_dtype
+
+profile = get_profile(PROFILE)
+run_dir = prepare_run_dir(RUN_DIR)
+rm_path, adapter_dir, merged_dir = profile.model_path("rm_base", run_dir), run_dir / "rm_adapter", run_dir / "rm_merged"
+require_inputs([run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
+require_inputs([adapter_dir / "adapter_model.safetensors", run_dir / "metrics" / "02_train_reward_model.json"],
+               notebook="02_train_reward_model")
+hardware = check_hardware(profile)
+set_seed(SEED)
+dtype = merge_dtype(hardware["device"]) if MERGE_DTYPE == "auto" else getattr(torch, MERGE_DTYPE)
+print(f"profile {profile.name}: merge {rm_path} + {adapter_dir.name} in {dtype} on {hardware['device']}")
+
+# %% [markdown]
+# ## What notebook 02 left
+# The adapter folder holds the LoRA matrices **and** the trained `score` head (that is what `task_type="SEQ_CLS"`
+# bought us), and the tokenizer with its chat template and dedicated pad token. We reuse that tokenizer
+# everywhere: a reward is only meaningful for the exact token sequence it was trained on.
+
+# %%
+import json
+from datasets import load_dataset
+from transformers import AutoTokenizer
+from helpers.merge import adapter_head
+
+tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+saved_head = adapter_head(adapter_dir)
+test = load_dataset("json", data_files=str(run_dir / "data" / "test.jsonl"), split="train")
+probes = [row["prompt"] + row["chosen"] for row in test.select(range(min(N_PROBES, len(test))))]
+trained = json.loads((run_dir / "metrics" / "02_train_reward_model.json").read_text())
+print(sorted(p.name for p in adapter_dir.iterdir()))
+print(f"score head in the adapter: {list(saved_head.shape)} {saved_head.dtype}; pad {tokenizer.pad_token!r}; "
+      f"{len(test)} held-out pairs")
+
+# %% [markdown]
+# ## The reference: the model exactly as it was trained
+# First we rebuild what notebook 02 trained and scored: the base in 8-bit, `prepare_model_for_kbit_training`,
+# the adapter, and its weights in bf16 as TRL kept them. Its held-out accuracy must be notebook 02's. Every
+# later copy is compared with these scores.
+
+# %%
+from helpers.merge import load_as_trained
+from helpers.score import pairwise_accuracy, score_pairs
+
+model_as_trained = load_as_trained(rm_path, adapter_dir, trained["quantization"], getattr(torch, trained["dtype"]),
+                                   tokenizer.pad_token_id, device_map={"": 0} if hardware["device"] == "cuda" else None,
+                                   token=get_hf_token())
+scores_8bit = score_pairs(model_as_trained, tokenizer, test, batch_size=profile.eval_batch_size)
+accuracy_8bit = pairwise_accuracy(scores_8bit["chosen"], scores_8bit["rejected"])
+print(f"as trained ({trained['quantization']}): held-out accuracy {accuracy_8bit:.3f} "
+      f"(notebook 02 reported {trained['eval_accuracy']:.3f})")
+assert abs(accuracy_8bit - trained["eval_accuracy"]) <= 1 / len(test) + 1e-9, "this is not the model 02 trained"
+
+# %% [markdown]
+# ## Why not merge into these 8-bit weights?
+# Merging computes `W + (alpha / r) · B·A` for every adapted layer. In this model `W` is int8: PEFT would
+# de-quantise it, add the update, and **round the result back to int8**. The LoRA update is small, often
+# smaller than one int8 step, so the rounding erases part of what training learned (older PEFT versions refuse
+# outright). And the result would be a bitsandbytes int8 checkpoint, which PPO trainers, vLLM and
+# LLaMA-Factory cannot load as a normal model. So we free it and reload the base in full precision.
+
+# %%
+import gc
+
+del model_as_trained
+gc.collect()
+if torch.cuda.is_available():
+    torch.cuda.empty_cache()
+print(f"merging in {dtype}: fp32 on a CPU; on a GPU bf16 (compute capability >= 8.0) or fp16 (a T4)")
+
+# %% [markdown]
+# ## Reload the base in full precision
+# Same class and `num_labels=1` as in training, no `quantization_config`. The load report says `score.weight`
+# is MISSING — expected, exactly as in notebook 02: the base is a language model. The trained head arrives
+# with the adapter in the next step.
+
+# %%
+from transformers import AutoModelForSequenceClassification
+
+device_map = "auto" if hardware["device"] == "cuda" else None  # a T4 offloads part of an 8B model to CPU
+base = AutoModelForSequenceClassification.from_pretrained(
+    rm_path, num_labels=1, dtype=dtype, device_map=device_map, token=get_hf_token(),
+)
+base.config.pad_token_id = tokenizer.pad_token_id  # the reward is read at the last non-pad token
+print(type(base).__name__, base.dtype, "| score head:", base.score)
+
+# %% [markdown]
+# ## Attach the adapter
+# `PeftModel.from_pretrained` wraps every targeted linear layer with its LoRA matrices and replaces the random
+# `score` with the trained copy saved beside them (PEFT's `modules_to_save`). The head the model now uses is
+# the adapter's, value for value.
+
+# %%
+from peft import PeftModel
+
+adapted = PeftModel.from_pretrained(base, str(adapter_dir))
+head_now = adapted.base_model.model.score.modules_to_save["default"].weight
+print(type(adapted).__name__, "| head from the adapter:",
+      torch.equal(head_now.detach().float().cpu(), saved_head.float()))
+scores_adapter = score_pairs(adapted, tokenizer, test, batch_size=profile.eval_batch_size)
+
+# %% [markdown]
+# ## Merge
+# `merge_and_unload()` adds each `B·A` into its base weight, removes the LoRA wrappers and returns the plain
+# transformers model underneath — with the trained head in place. In fp32 the merged model must score like
+# base + adapter to ~1e-7 (we allow 1e-4); in bf16/fp16 rounding allows 2e-2.
+
+# %%
+from helpers.merge import TOLERANCE, compare_scores
+
+merged = adapted.merge_and_unload()
+scores_merged = score_pairs(merged, tokenizer, test, batch_size=profile.eval_batch_size)
+merge_diff = compare_scores(scores_adapter, scores_merged)["max_abs_diff"]
+lora_left = sum("lora" in name for name, _ in merged.named_parameters())
+print(f"{type(merged).__name__}: {lora_left} LoRA parameters left; "
+      f"max |merged - (base + adapter)| = {merge_diff:.2e} (allowed {TOLERANCE[dtype]:g} in {dtype})")
+assert merge_diff <= TOLERANCE[dtype], "the merge changed the rewards"
+
+# %% [markdown]
+# ## How far did quantisation move the rewards?
+# The adapter was *trained* on top of int8 weights, but the merged model adds it to the original full-precision
+# weights. That is a small change of model, so the rewards drift a little. What matters is whether the
+# *ranking* survives: on how many held-out pairs do both models prefer the same answer (agreement), and how
+# well do their rewards rank all answers alike (Spearman)? Expect ≥ 97% agreement and ≥ 0.98 Spearman; the
+# pairs that flip are those the model was unsure about anyway (margins near zero).
+
+# %%
+import numpy as np
+
+drift = compare_scores(scores_8bit, scores_merged)
+accuracy_merged = pairwise_accuracy(scores_merged["chosen"], scores_merged["rejected"])
+flipped = int(round((1 - drift["agreement"]) * len(test)))
+margins = np.abs(scores_8bit["chosen"] - scores_8bit["rejected"])
+print(f"agreement {drift['agreement']:.3f} ({flipped} of {len(test)} pairs flip), Spearman {drift['spearman']:.4f}, "
+      f"max |diff| {drift['max_abs_diff']:.3f}")
+print(f"held-out accuracy: as trained {accuracy_8bit:.3f}, merged {accuracy_merged:.3f}; "
+      f"median |margin| {np.median(margins):.2f}")
+
+# %% [markdown]
+# ## Normalisation, and OpenRLHF's config keys
+# A raw reward has an arbitrary offset and scale. PPO is steadier with rewards near N(0, 1), so we fit
+# `mean` and `std` on the held-out rewards (chosen and rejected answers alike) and store them where OpenRLHF
+# reads them: `mean` / `std` in `config.json`. OpenRLHF also needs the name of the head's attribute,
+# `value_head_prefix`: ours is `score`, a `Linear(hidden, 1, bias=False)`, exactly its reward-model head.
+
+# %%
+from helpers.merge import fit_normalization
+
+norm = fit_normalization(scores_merged)
+merged.config.update({"value_head_prefix": "score", **norm})
+print({k: getattr(merged.config, k) for k in ("value_head_prefix", "mean", "std", "pad_token_id")})
+
+# %% [markdown]
+# ## Save
+# `save_pretrained` writes `config.json` (class `LlamaForSequenceClassification`, one label, the pad id, the keys
+# above) and the weights as safetensors; big models are split into shards with an index. The tokenizer goes
+# beside it, chat template included, so the folder is complete on its own.
+
+# %%
+merged.save_pretrained(merged_dir)
+tokenizer.save_pretrained(merged_dir)
+config = json.loads((merged_dir / "config.json").read_text())
+print(sorted(p.name for p in merged_dir.iterdir()))
+{k: config.get(k) for k in ("architectures", "id2label", "pad_token_id", "value_head_prefix", "mean", "std")}
+
+# %% [markdown]
+# ## The LLaMA-Factory layout
+# LLaMA-Factory keeps a reward model as a **causal LM plus a separate value head**: `value_head.safetensors`
+# with `v_head.summary.weight` `[1, hidden]` and `v_head.summary.bias` `[1]`. Its config therefore says
+# `LlamaForCausalLM` — normal for this layout, as seed 000 says. Our head has no bias, so the bias is zero.
+# (Seed 000 also says such a model needs "LLaMA-Factory's own API" to load: not for *our* main folder, which
+# loads with plain transformers, as we check below.)
+
+# %%
+from helpers.merge import export_llamafactory
+
+lf_dir = export_llamafactory(merged, tokenizer, merged_dir / "llamafactory", base_path=rm_path, token=get_hf_token())
+lf_config = json.loads((lf_dir / "config.json").read_text())
+print(sorted(p.name for p in lf_dir.iterdir()))
+print("architectures:", lf_config["architectures"])
+
+# %% [markdown]
+# The settings that use it. LLaMA-Factory's own `llamafactory-cli export` keeps the value head only with
+# `stage: rm` (seed 000's "stage parameter"); PPO then loads this folder with `reward_model_type: full`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print((lf_dir / "llamafactory_ppo.yaml").read_text())
+
+# %% [markdown]
+# ## The manifest
+# `reward_head.json` records what a consumer must get right to read a reward from this folder: the head's key
+# and shape, bias or not, the pad id and the pooling rule, a fingerprint of the chat template, the
+# normalisation, and where the model came from.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from helpers.merge import write_reward_head_manifest
+
+manifest = write_reward_head_manifest(merged_dir, merged, tokenizer, base_model=profile.rm_base,
+                                      adapter_dir=adapter_dir, normalization=norm)
+{k: manifest[k] for k in ("head", "pad_token_id", "pooling", "chat_template_sha256", "dtype")}
+
+# %% [markdown]
+# ## Verify what was saved
+# We drop every model from memory and check the folder as a stranger would use it: required files, a plain
+# `AutoModelForSequenceClassification.from_pretrained` with **zero** missing or unexpected keys, a `[1, hidden]`
+# head equal to the adapter's, a pad id, a chat template, a manifest that matches, finite probe scores.
+
+# %%
+from helpers.verify import verify_reward_model
+
+del merged, adapted, base
+gc.collect()
+if torch.cuda.is_available():
+    torch.cuda.empty_cache()
+report = verify_reward_model(merged_dir, probes, adapter_dir=adapter_dir)
+print("missing keys:", report["missing_keys"], "| unexpected keys:", report["unexpected_keys"])
+report["checks"]
+
+# %% [markdown]
+# Does the LLaMA-Factory copy give the same rewards? LLaMA-Factory applies `v_head` to the causal LM's last
+# hidden state at the last real token; we do the same from the saved files and compare with the merged
+# sequence-classification model, answer by answer.
+
+# %%
+from helpers.merge import llamafactory_scores
+
+answers = [row["prompt"] + row[side] for side in ("chosen", "rejected") for row in test]
+lf_scores = llamafactory_scores(lf_dir, tokenizer, answers, batch_size=profile.eval_batch_size)
+lf_diff = float(np.abs(lf_scores - np.concatenate([scores_merged["chosen"], scores_merged["rejected"]])).max())
+print(f"max |LLaMA-Factory v_head - score head| over {len(answers)} answers: {lf_diff:.2e}")
+assert lf_diff <= TOLERANCE[dtype]
+
+# %% [markdown]
+# Last, the real test of a saved model: a **fresh Python process** that imports only `torch` and
+# `transformers` — not this kit — loads the folder and scores the probes one by one.
+
+# %%
+from helpers.verify import fresh_process_scores
+
+fresh = fresh_process_scores(merged_dir, probes)
+fresh_diff = float(np.abs(fresh - np.array(report["probe_scores"])).max())
+print(f"fresh process: {np.round(fresh[:4], 4)} ... max |diff| to the verifier's scores {fresh_diff:.2e}")
+assert fresh_diff <= TOLERANCE[dtype]
+
+# %% [markdown]
+# ## The pitfall: a merge without the head
+# Train LoRA without `task_type="SEQ_CLS"` and the adapter holds no `score` weights. We make such an adapter by
+# dropping the head from ours, then merge it the same way. The base's `score` is random (the MISSING line
+# again); nothing replaces it, so the random head is merged and **saved**. Its rewards are a random projection
+# of the hidden state: whether they rank answers well is luck — the mirror image of that head is an equally
+# likely draw and ranks them exactly the other way round:
+
+# %%
+from helpers.merge import MODEL_FILES, RewardModelError, strip_reward_head
+
+pitfall_dir = run_dir / "rm_pitfall"  # the broken copies, kept apart from rm_merged
+headless = strip_reward_head(adapter_dir, pitfall_dir / "adapter_without_head")
+base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, dtype=dtype,
+                                                          device_map=device_map, token=get_hf_token())
+base.config.pad_token_id = tokenizer.pad_token_id
+bad = PeftModel.from_pretrained(base, str(headless)).merge_and_unload()
+bad.save_pretrained(pitfall_dir / "merged")
+tokenizer.save_pretrained(pitfall_dir / "merged")
+print(f"score head in this adapter: {adapter_head(headless)}; merged anyway into {pitfall_dir / 'merged'}")
+
+# %%
+bad_scores = score_pairs(bad, tokenizer, test, batch_size=profile.eval_batch_size)
+lucky = pairwise_accuracy(bad_scores["chosen"], bad_scores["rejected"])
+print(f"held-out accuracy: random head {lucky:.2f}, its mirror image {1 - lucky:.2f}, "
+      f"trained head {accuracy_merged:.2f}")
+
+# %% [markdown]
+# Loaded on its own, that folder raises no warning at all: the random head *was* saved, so nothing is missing,
+# and every check that only looks at the folder passes:
+
+# %%
+alone = verify_reward_model(pitfall_dir / "merged", probes, strict=False, required=MODEL_FILES)
+print("missing keys:", alone["missing_keys"], "| passes without its adapter:", alone["ok"])
+
+# %% [markdown]
+# Only the adapter it came from gives it away, which is why the verifier takes `adapter_dir`. In strict mode (the
+# default) it raises; `expect_error` shows the message the learner would get:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from helpers import expect_error
+
+with expect_error(RewardModelError):
+    verify_reward_model(pitfall_dir / "merged", probes, adapter_dir=headless, required=MODEL_FILES)
+
+# %% [markdown]
+# **Seed 003's symptom, explained.** Loading a reward model and seeing `score.weight | MISSING` ("newly
+# initialized") means the checkpoint has no head, and transformers made a random one: expected when you *create*
+# a reward model from a base LM (notebook 02, the reload above), a bug when you *load a trained one*. The usual
+# cause is saving the causal LM instead of the classifier; the LLaMA-Factory folder is exactly that, so loading
+# it as a sequence classifier shows the symptom (the verifier reads transformers' load report for us):
+
+# %%
+as_classifier = verify_reward_model(lf_dir, probes, strict=False, required=MODEL_FILES)
+caught = verify_reward_model(pitfall_dir / "merged", probes, adapter_dir=headless, strict=False, required=MODEL_FILES)
+print("missing keys:", as_classifier["missing_keys"])
+print("head check:", as_classifier["checks"]["head"])
+
+# %%
+from helpers import save_metrics
+
+metrics = {
+    "max_abs_diff_merged_vs_adapter": merge_diff, "merge_dtype": str(dtype).replace("torch.", ""),
+    "tolerance": TOLERANCE[dtype], "agreement_8bit_vs_merged": drift["agreement"],
+    "spearman_8bit_vs_merged": drift["spearman"], "max_abs_diff_8bit_vs_merged": drift["max_abs_diff"],
+    "trained_quantization": trained["quantization"], "accuracy_as_trained": accuracy_8bit,
+    "accuracy_merged": accuracy_merged, "max_abs_diff_llamafactory_vs_merged": lf_diff,
+    "max_abs_diff_fresh_process": fresh_diff, "missing_keys": report["missing_keys"],
+    "unexpected_keys": report["unexpected_keys"], "head_shape": report["head_shape"],
+    "pad_token_id": report["pad_token_id"], "verified": report["ok"], "normalization": norm,
+    "pitfall_caught": not caught["ok"], "test_pairs": len(test),
+}
+save_metrics(run_dir, "03_merge_value_head", metrics)
+{k: metrics[k] for k in ("max_abs_diff_merged_vs_adapter", "agreement_8bit_vs_merged", "spearman_8bit_vs_merged")}
+
+# %% [markdown]
+# ## Try it
+# Level 1: set `MERGE_DTYPE = "bfloat16"` and rerun: the merge error grows from ~1e-7 to ~1e-2, and the
+# tolerance with it. Level 2: copy `rm_merged` somewhere, delete its `tokenizer.json` (or set `pad_token_id` to
+# `null` in its `config.json`) and run `verify_reward_model(copy, probes, strict=False)["checks"]`: which check
+# fails, and does its message tell you the fix? Level 3: normalise the merged rewards yourself with the `mean`
+# and `std` from `config.json` — as OpenRLHF does — and confirm that on the held-out answers they have mean 0
+# and standard deviation 1. The self-check below passes when the saved model verifies and matches the merge.
+
+# %%
+z = (np.concatenate([scores_merged["chosen"], scores_merged["rejected"]]) - config["mean"]) / config["std"]
+assert report["ok"] and merge_diff <= TOLERANCE[dtype], "the saved model does not verify: read report['checks']"
+assert abs(z.mean()) < 1e-3 and abs(z.std() - 1) < 1e-3, "normalised held-out rewards should be ~N(0, 1)"
+print(f"self-check passed: merged within {merge_diff:.1e}, verified, normalised mean {z.mean():+.1e} std {z.std():.3f}")
+
+# %% [markdown]
+# ## What you have now
+# - `RUN_DIR/rm_merged/`: a plain `AutoModelForSequenceClassification` (safetensors, one label, pad id, chat
+#   template), with OpenRLHF's `value_head_prefix`, `mean` and `std` in its `config.json`;
+# - `RUN_DIR/rm_merged/reward_head.json`: head, pad, pooling, template fingerprint, normalisation, provenance;
+# - `RUN_DIR/rm_merged/llamafactory/`: the causal-LM layout with `value_head.safetensors` and PPO settings;
+# - `RUN_DIR/rm_pitfall/`: the head-less adapter and the model merged from it (delete it when you like);
+# - `RUN_DIR/metrics/03_merge_value_head.json`: merge error, 8-bit drift, LLaMA-Factory and fresh-process checks.
+#
+# ## Next
+# [04 · Score responses](04_score_responses.ipynb): load this folder the right way, score single answers and
+# batches, use the normalisation, and look at what the reward model actually learned.

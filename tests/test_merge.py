@@ -1,0 +1,246 @@
+"""helpers.merge: the full-precision merge, the exports, and each way the verifier finds a saved RM broken."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from peft import PeftModel
+from safetensors import safe_open
+from safetensors.torch import save_file
+from test_train import _trainer  # the tiny 8-bit LoRA reward-model recipe of notebook 02
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from helpers.merge import (
+    MODEL_FILES,
+    TOLERANCE,
+    VALUE_HEAD_FILE,
+    RewardModelError,
+    adapter_head,
+    compare_scores,
+    export_llamafactory,
+    fit_normalization,
+    llamafactory_scores,
+    load_as_trained,
+    merge_dtype,
+    strip_reward_head,
+    write_reward_head_manifest,
+)
+from helpers.verify import fresh_process_scores, verify_reward_model
+from helpers.score import score_conversations, score_pairs
+
+N = 24  # test pairs scored through 8-bit layers, which are slow on CPU
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_rm_base, kit_pairs, tmp_path_factory):
+    """A tiny SEQ_CLS adapter saved as notebook 02 saves it, and the trainer's own test scores."""
+    trainer = _trainer(tiny_rm_base, kit_pairs, tmp_path_factory.mktemp("ckpt"), max_steps=12)
+    trainer.train()
+    adapter_dir = tmp_path_factory.mktemp("rm_adapter")
+    trainer.save_model(str(adapter_dir))
+    scores = score_pairs(trainer.model, trainer.processing_class, kit_pairs["test"].select(range(N)))
+    return adapter_dir, scores
+
+
+def _merge(base_path, adapter_dir, tokenizer):
+    base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1, dtype=torch.float32)
+    base.config.pad_token_id = tokenizer.pad_token_id
+    return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+@pytest.fixture(scope="module")
+def export(tiny_rm_base, adapter, kit_pairs, tmp_path_factory):
+    """The notebook's steps: merge in fp32, normalise, save, export for LLaMA-Factory, write the manifest."""
+    adapter_dir, _ = adapter
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    adapted = _merge(tiny_rm_base, adapter_dir, tokenizer)
+    before = score_pairs(adapted, tokenizer, kit_pairs["test"])
+    merged = adapted.merge_and_unload()
+    after = score_pairs(merged, tokenizer, kit_pairs["test"])
+    norm = fit_normalization(after)
+    merged.config.update({"value_head_prefix": "score", **norm})
+    out = tmp_path_factory.mktemp("rm_merged")
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    export_llamafactory(merged, tokenizer, out / "llamafactory", base_path=tiny_rm_base)
+    write_reward_head_manifest(out, merged, tokenizer, "tiny-llama3", adapter_dir, norm)
+    probes = [row["prompt"] + row["chosen"] for row in kit_pairs["test"].select(range(6))]
+    return {"dir": out, "adapter": adapter_dir, "tokenizer": tokenizer, "before": before, "after": after,
+            "probes": probes, "norm": norm, "merged": merged}
+
+
+def test_merged_fp32_scores_equal_base_plus_adapter(export):
+    assert compare_scores(export["before"], export["after"])["max_abs_diff"] <= TOLERANCE[torch.float32]
+    assert not any("lora" in name for name, _ in export["merged"].named_parameters())
+
+
+def test_as_trained_reload_reproduces_the_trainers_scores_bit_for_bit(tiny_rm_base, adapter, kit_pairs):
+    adapter_dir, trainer_scores = adapter
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    model = load_as_trained(tiny_rm_base, adapter_dir, "8bit", torch.bfloat16, tokenizer.pad_token_id)
+    again = score_pairs(model, tokenizer, kit_pairs["test"].select(range(N)))
+    assert compare_scores(trainer_scores, again)["max_abs_diff"] == 0.0
+
+
+def test_8bit_vs_merged_drift_is_small_but_real(tiny_rm_base, adapter, export, kit_pairs):
+    adapter_dir, trainer_scores = adapter
+    merged = {side: export["after"][side][:N] for side in ("chosen", "rejected")}
+    drift = compare_scores(trainer_scores, merged)
+    assert 0 < drift["max_abs_diff"] < 1.0  # int8 weights are not the fp32 ones
+    assert drift["agreement"] >= 0.9 and drift["spearman"] >= 0.98, drift
+
+
+def test_good_export_passes_every_check(export):
+    report = verify_reward_model(export["dir"], export["probes"], adapter_dir=export["adapter"])
+    assert report["ok"]
+    assert set(report["checks"]) == {"files", "loading", "tokenizer", "head", "pad", "probes", "manifest"}
+    assert report["missing_keys"] == [] and report["unexpected_keys"] == []
+    assert report["head_shape"] == [1, 128] and report["pad_token_id"] == export["tokenizer"].pad_token_id
+    direct = score_conversations(export["merged"], export["tokenizer"], export["probes"])
+    np.testing.assert_allclose(report["probe_scores"], direct, atol=1e-5)
+
+
+def test_config_carries_openrlhf_keys_and_manifest_describes_the_head(export):
+    config = json.loads((export["dir"] / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"] and len(config["id2label"]) == 1
+    assert config["value_head_prefix"] == "score" and config["mean"] == pytest.approx(export["norm"]["mean"])
+    assert config["std"] > 0 and config["pad_token_id"] == export["tokenizer"].pad_token_id
+    manifest = json.loads((export["dir"] / "reward_head.json").read_text())
+    assert manifest["head"] == {"key": "score.weight", "shape": [1, 128], "bias": False}
+    assert manifest["pad_token_id"] == config["pad_token_id"] and len(manifest["chat_template_sha256"]) == 64
+    assert manifest["dtype"] == "float32" and manifest["adapter_source"] == str(export["adapter"])
+
+
+def test_llamafactory_layout_reproduces_the_scores(export, kit_pairs):
+    lf = export["dir"] / "llamafactory"
+    config = json.loads((lf / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]  # normal for this layout (seed 000)
+    with safe_open(str(lf / VALUE_HEAD_FILE), "pt") as f:
+        head = {k: f.get_tensor(k) for k in f.keys()}
+    shapes = {k: list(v.shape) for k, v in head.items()}
+    assert shapes == {"v_head.summary.weight": [1, 128], "v_head.summary.bias": [1]}
+    assert torch.equal(head["v_head.summary.bias"], torch.zeros(1))
+    assert "reward_model_type: full" in (lf / "llamafactory_ppo.yaml").read_text()
+    conversations = [row["prompt"] + row["chosen"] for row in kit_pairs["test"].select(range(N))]
+    lf_scores = llamafactory_scores(lf, export["tokenizer"], conversations)
+    np.testing.assert_allclose(lf_scores, export["after"]["chosen"][:N], atol=1e-4)
+
+
+def test_fresh_process_with_only_transformers_gives_the_same_scores(export):
+    # `python -c` importing only torch and transformers; it fails if any `helpers` module got imported
+    report = verify_reward_model(export["dir"], export["probes"])
+    fresh = fresh_process_scores(export["dir"], export["probes"])
+    np.testing.assert_allclose(fresh, report["probe_scores"], atol=1e-4)
+
+
+@pytest.fixture
+def broken(export, tmp_path):
+    """A copy of the good export to break in one way."""
+    return shutil.copytree(export["dir"], tmp_path / "rm_merged")
+
+
+def _rewrite_weights(folder, change):
+    path = folder / "model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(change(tensors), str(path), metadata={"format": "pt"})
+
+
+def _edit_config(folder, **values):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(values)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _failure(folder, probes, check, adapter_dir=None, **kwargs):
+    report = verify_reward_model(folder, probes, adapter_dir=adapter_dir, strict=False, **kwargs)
+    assert not report["ok"]
+    with pytest.raises(RewardModelError, match=f"- {check}:"):
+        verify_reward_model(folder, probes, adapter_dir=adapter_dir, **kwargs)
+    return report["checks"][check]
+
+
+def test_missing_value_head_file(broken, export):
+    (broken / "llamafactory" / VALUE_HEAD_FILE).unlink()
+    message = _failure(broken, export["probes"], "files")
+    assert "llamafactory/value_head.safetensors" in message and "export_llamafactory" in message
+
+
+def test_head_missing_from_the_checkpoint_is_seed_003(broken, export):
+    _rewrite_weights(broken, lambda t: {k: v for k, v in t.items() if k != "score.weight"})
+    message = _failure(broken, export["probes"], "head")
+    assert "not in the checkpoint" in message and "seed 003" in message and 'task_type="SEQ_CLS"' in message
+    assert verify_reward_model(broken, export["probes"], strict=False)["missing_keys"] == ["score.weight"]
+
+
+def test_random_head_differs_from_the_adapters_head(broken, export):
+    torch.manual_seed(0)
+    _rewrite_weights(broken, lambda t: {**t, "score.weight": torch.randn_like(t["score.weight"]) * 0.02})
+    message = _failure(broken, export["probes"], "head", adapter_dir=export["adapter"])
+    assert "differs from the head saved in" in message and "merge_and_unload" in message
+
+
+def test_adapter_trained_without_seq_cls_is_caught(tiny_rm_base, export, tmp_path):
+    headless = strip_reward_head(export["adapter"], tmp_path / "adapter_no_head")
+    assert adapter_head(headless) is None and adapter_head(export["adapter"]).shape == (1, 128)
+    merged = _merge(tiny_rm_base, headless, export["tokenizer"]).merge_and_unload()
+    merged.save_pretrained(tmp_path / "merged")
+    export["tokenizer"].save_pretrained(tmp_path / "merged")
+    report = verify_reward_model(tmp_path / "merged", export["probes"], strict=False, required=MODEL_FILES)
+    assert report["ok"] and report["missing_keys"] == []  # a saved random head loads without a warning ...
+    message = _failure(tmp_path / "merged", export["probes"], "head", headless, required=MODEL_FILES)
+    assert "holds no score head" in message and "seed 003" in message  # ... only its adapter gives it away
+
+
+def test_wrong_head_shape(broken, export):
+    _rewrite_weights(broken, lambda t: {**t, "score.weight": torch.cat([t["score.weight"]] * 2)})
+    _edit_config(broken, num_labels=2, id2label={"0": "LABEL_0", "1": "LABEL_1"},
+                 label2id={"LABEL_0": 0, "LABEL_1": 1})
+    message = _failure(broken, export["probes"], "head")
+    assert "shape [2, 128]" in message and "[1, 128]" in message and "num_labels=1" in message
+
+
+def test_head_shape_that_does_not_match_the_config(broken, export):
+    _rewrite_weights(broken, lambda t: {**t, "score.weight": torch.cat([t["score.weight"]] * 2)})
+    message = _failure(broken, export["probes"], "loading")
+    assert "wrong shape" in message and "checkpoint [2, 128], model [1, 128]" in message
+
+
+def test_pad_id_unset(broken, export):
+    _edit_config(broken, pad_token_id=None)
+    message = _failure(broken, export["probes"], "pad")
+    assert "no pad_token_id" in message and "tokenizer.pad_token_id" in message
+
+
+def test_pad_id_equal_to_eos(broken, export):
+    config = json.loads((broken / "config.json").read_text())
+    _edit_config(broken, pad_token_id=config["eos_token_id"])
+    assert "EOS" in _failure(broken, export["probes"], "pad")
+
+
+def test_missing_tokenizer(broken, export):
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (broken / name).unlink()
+    message = _failure(broken, export["probes"], "tokenizer")
+    assert "no tokenizer in" in message and "tokenizer.save_pretrained" in message
+    assert "tokenizer.json" in verify_reward_model(broken, export["probes"], strict=False)["checks"]["files"]
+
+
+def test_causal_lm_folder_is_not_a_reward_model(export):
+    message = _failure(export["dir"] / "llamafactory", export["probes"], "head", required=MODEL_FILES)
+    assert "seed 003" in message
+
+
+def test_small_helpers():
+    assert merge_dtype("cpu") == torch.float32
+    a = {"chosen": np.array([1.0, 2.0, 0.0]), "rejected": np.array([0.0, 3.0, -1.0])}
+    b = {"chosen": np.array([1.0, 2.5, -2.0]), "rejected": np.array([0.0, 3.0, -1.0])}
+    assert compare_scores(a, b) == pytest.approx({"max_abs_diff": 2.0, "agreement": 2 / 3,
+                                                  "spearman": compare_scores(a, b)["spearman"]})
+    assert fit_normalization(a) == pytest.approx({"mean": 0.8333333, "std": np.std([1, 2, 0, 0, 3, -1])})
+    with pytest.raises(ValueError, match="Cannot fit a normalisation"):
+        fit_normalization({"chosen": np.ones(3), "rejected": np.ones(3)})
+    with pytest.raises(ValueError, match="quantization='int8'.*'8bit', '4bit' or None"):
+        load_as_trained("unused", "unused", "int8", torch.bfloat16, 0)
