@@ -46,6 +46,22 @@ def expect_error(*types: type[BaseException]):
         raise AssertionError(f"expected {' or '.join(t.__name__ for t in types)}, but the code ran without error")
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """No progress bars or load-report log while loading: for loads whose report the kit checks itself."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def in_colab() -> bool:
     """True when running inside a Google Colab runtime."""
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ

@@ -147,7 +147,7 @@ class RewardScorer:
 
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
-        from .env import pick_dtype
+        from .env import pick_dtype, quiet_transformers
         from .train import prepare_reward_tokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -156,9 +156,10 @@ class RewardScorer:
         if quantization not in quant:
             raise ValueError(f"quantization must be None, '8bit' or '4bit', got {quantization!r}")
         dtype = pick_dtype(device).dtype if device == "cuda" else torch.float32
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=dtype, quantization_config=quant[quantization], output_loading_info=True,
-            device_map={"": device} if quantization else None, use_safetensors=True)
+        with quiet_transformers():  # the load report is checked below, not printed
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, dtype=dtype, quantization_config=quant[quantization], output_loading_info=True,
+                device_map={"": device} if quantization else None, use_safetensors=True)
         missing = [k for k in info["missing_keys"] if k.startswith("score")]
         if missing:
             raise ValueError(f"{path} has no trained reward head ({missing} were newly initialised, so every score "

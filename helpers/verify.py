@@ -7,7 +7,6 @@ that imports only torch and transformers.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .env import quiet_transformers
 from .merge import MANIFEST, REQUIRED_FILES, VALUE_HEAD_FILE, RewardModelError, adapter_head, chat_template_sha256
 from .score import score_conversations
 
@@ -33,28 +33,12 @@ def _check_files(path: Path, required) -> str:
     return f"missing in {path}: {', '.join(missing)}. Write them with {'; '.join(fixes)}."
 
 
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No progress bars or load-report log: the verifier turns the load report into its own messages."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _load_checked(path: Path, report: dict):
     """Plain from_pretrained; ignore_mismatched_sizes only so a wrong shape is reported, not raised."""
     from transformers import AutoModelForSequenceClassification
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 path, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, RuntimeError) as err:

@@ -108,7 +108,7 @@ def test_error_demonstrations_showed_their_error(course_run):
         for cell in json.loads(executed.read_text())["cells"]:
             if "with expect_error(" in "".join(cell["source"]):
                 demos += 1
-                text = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o["output_type"] == "stream")
+                text = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o.get("name") == "stdout")
                 assert re.match(r"^\w+(Error|Exception): .+", text), f"{executed.name}: {text[:200]!r}"
     assert demos >= 1
 
