@@ -89,7 +89,7 @@ PROFILES: dict[str, Profile] = {
         kto_batch_size=8,
         kto_epochs=1,
         max_new_tokens=48,
-        warmup_steps=50,
+        warmup_steps=100,
     ),
     "llama3-8b": Profile(
         name="llama3-8b",
