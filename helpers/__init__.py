@@ -15,6 +15,7 @@ from .env import (
     get_hf_token,
     hardware_report,
     in_colab,
+    mount_drive,
     pick_dtype,
     set_seed,
     setup,
@@ -32,7 +33,7 @@ from .verify import verify_reward_model
 
 __all__ = [
     "KIT_ROOT", "DtypeChoice", "KitError", "check_hardware", "check_model_access", "default_run_dir", "expect_error",
-    "get_hf_token", "hardware_report", "in_colab", "pick_dtype", "set_seed", "setup", "versions",
+    "get_hf_token", "hardware_report", "in_colab", "mount_drive", "pick_dtype", "set_seed", "setup", "versions",
     "audit_lengths", "audit_unpaired", "suggest_max_length", "token_lengths",
     "DataError", "load_preferences", "load_unpaired", "require_inputs", "split_dataset", "write_jsonl",
     "batches_with_both_labels", "kto_class_weights", "mix_unpaired", "unpair_preferences",

@@ -126,6 +126,19 @@ def setup(install: bool | None = None) -> dict[str, str]:
     return found
 
 
+def mount_drive() -> bool:
+    """In Colab, mount Google Drive so RUN_DIR (and checkpoints) survive a disconnect; elsewhere do nothing.
+
+    Call it before the parameters cell: `default_run_dir()` then points into Drive. Returns True if mounted.
+    """
+    if not in_colab():
+        return False
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(str(DRIVE_ROOT.parent))
+    return True
+
+
 def default_run_dir() -> str:
     """RUN_DIR default: $REWARD_LAB_RUN_DIR, else Google Drive when mounted, else `runs/default`."""
     if os.environ.get("REWARD_LAB_RUN_DIR"):

@@ -85,3 +85,7 @@ def test_model_access_offline_says_use_tiny(monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", offline)
     with pytest.raises(KitError, match=r"Cannot reach the Hugging Face Hub.*PROFILE = \"tiny\""):
         check_model_access("meta-llama/Meta-Llama-3-8B", token="x")
+
+
+def test_mount_drive_does_nothing_outside_colab():
+    assert env.mount_drive() is False

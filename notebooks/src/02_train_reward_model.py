@@ -35,10 +35,8 @@ versions = setup()
 # are written there, and after a disconnect you rerun this notebook with `RESUME = True`.
 
 # %%
-from helpers import in_colab
-if in_colab():
-    from google.colab import drive
-    drive.mount("/content/drive")
+from helpers import mount_drive
+mount_drive()  # Colab only: RUN_DIR on Drive; does nothing elsewhere
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
@@ -251,6 +249,7 @@ train_result.metrics
 # In Colab, watch the same curves live in TensorBoard (they are logged to `checkpoints/runs/`):
 
 # %%
+from helpers import in_colab
 if in_colab():
     %load_ext tensorboard
     %tensorboard --logdir {checkpoint_dir}/runs

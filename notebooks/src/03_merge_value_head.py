@@ -34,10 +34,8 @@ versions = setup()
 # defaults to `MyDrive/reward-lab/runs/default`.
 
 # %%
-from helpers import in_colab
-if in_colab():
-    from google.colab import drive
-    drive.mount("/content/drive")
+from helpers import mount_drive
+mount_drive()  # Colab only: RUN_DIR on Drive; does nothing elsewhere
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course

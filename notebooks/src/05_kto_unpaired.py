@@ -37,10 +37,8 @@ versions = setup()
 # `MyDrive/reward-lab/runs/default`, where notebooks 01 and 03 left the data and the merged reward model.
 
 # %%
-from helpers import in_colab
-if in_colab():
-    from google.colab import drive
-    drive.mount("/content/drive")
+from helpers import mount_drive
+mount_drive()  # Colab only: RUN_DIR on Drive; does nothing elsewhere
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
