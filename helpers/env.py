@@ -7,7 +7,6 @@ notebook 00 runs at the start of a workshop.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import random
 import subprocess
@@ -83,12 +82,18 @@ def quiet_warnings() -> None:
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of the packages the course depends on ("missing" when absent)."""
+    """Versions of the packages the course depends on ("missing" when absent).
+
+    A package already imported reports the version running in this process; the others report what is
+    installed, read from the package metadata without importing them (importing all of them takes seconds).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
     found = {"python": sys.version.split()[0]}
     for name in REPORTED_PACKAGES:
         try:
-            found[name] = importlib.import_module(name).__version__
-        except Exception:  # noqa: BLE001 - a broken install is reported, not raised, here
+            found[name] = sys.modules[name].__version__ if name in sys.modules else version(name)
+        except (PackageNotFoundError, AttributeError):
             found[name] = "missing"
     return found
 

@@ -66,14 +66,29 @@ def test_setup_outside_colab_installs_nothing_and_prints_versions(monkeypatch, c
     assert "transformers" in capsys.readouterr().out
 
 
+def test_first_cell_imports_no_ml_library_before_setup_installs():
+    """In Colab, setup() installs the pinned versions; anything imported before it would stay at Colab's version."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom helpers import setup, default_run_dir\nsetup(install=False)\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets', 'bitsandbytes', "
+             "'accelerate') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[]", out
+    assert "trl 1.16.0" in out  # versions come from the installed metadata, without importing
+
+
 def test_setup_in_colab_installs_pinned_requirements_but_never_torch(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(env, "in_colab", lambda: True)
     monkeypatch.setattr(env.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    import transformers  # noqa: F401 - imported before setup(), as if a cell had run out of order
+
     env.setup()
     packages = calls[0][calls[0].index("-q") + 1:]
     assert "trl==1.16.0" in packages and not any(p.startswith("torch") for p in packages)
-    assert "Restart session" in capsys.readouterr().out  # transformers etc. were imported before
+    assert "Restart session" in capsys.readouterr().out
 
 
 def test_model_access_offline_says_use_tiny(monkeypatch):
