@@ -47,7 +47,8 @@ class Profile:
     # hardware
     min_gpu_memory_gib: float = 0.0  # 0: runs on CPU
     # tiny models only: causal-LM warm-up steps on the kit's train text (see helpers.tiny)
-    warmup_steps: int = 0
+    rm_warmup_steps: int = 0
+    policy_warmup_steps: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -89,7 +90,10 @@ PROFILES: dict[str, Profile] = {
         kto_batch_size=8,
         kto_epochs=1,
         max_new_tokens=48,
-        warmup_steps=100,
+        # measured: the RM base reaches the same held-out accuracy with 50 steps as with 100, while the
+        # policy needs 100 for KTO to change its greedy answers (with 50 the RM win rate stayed at 0.5)
+        rm_warmup_steps=50,
+        policy_warmup_steps=100,
     ),
     "llama3-8b": Profile(
         name="llama3-8b",

@@ -156,12 +156,13 @@ def build_tiny_model(style: str, out_dir: str | Path, seed: int = 0, warmup_step
     return manifest
 
 
-def build_tiny_models(models_dir: str | Path, seed: int = 0, warmup_steps: int = 0) -> dict[str, dict]:
+def build_tiny_models(models_dir: str | Path, seed: int = 0, rm_warmup_steps: int = 0,
+                      policy_warmup_steps: int = 0) -> dict[str, dict]:
     """Build both tiny models of the `tiny` profile under `models_dir`; returns their manifests."""
     from .profiles import TINY_POLICY, TINY_RM_BASE
 
     models_dir = Path(models_dir)
     return {
-        TINY_RM_BASE: build_tiny_model("llama3", models_dir / TINY_RM_BASE, seed, warmup_steps),
-        TINY_POLICY: build_tiny_model("chatml", models_dir / TINY_POLICY, seed, warmup_steps),
+        TINY_RM_BASE: build_tiny_model("llama3", models_dir / TINY_RM_BASE, seed, rm_warmup_steps),
+        TINY_POLICY: build_tiny_model("chatml", models_dir / TINY_POLICY, seed, policy_warmup_steps),
     }

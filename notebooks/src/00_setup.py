@@ -115,7 +115,8 @@ access
 from helpers import build_tiny_models, download_models
 
 if profile.is_tiny:
-    models = build_tiny_models(run_dir / "models", seed=SEED, warmup_steps=profile.warmup_steps)
+    models = build_tiny_models(run_dir / "models", seed=SEED, rm_warmup_steps=profile.rm_warmup_steps,
+                               policy_warmup_steps=profile.policy_warmup_steps)
 else:
     models = download_models(profile)
 for name, info in models.items():
