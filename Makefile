@@ -7,6 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
+# glibc malloc: keep freed memory for reuse instead of handing it back to the OS after each large tensor.
+# PyTorch on CPU otherwise spends a good part of training in page faults (measured on 2 cores: notebook 05's
+# KTO training 38.7 s -> 28.9 s, system time 16 s -> 2.7 s, same results). Notebook kernels inherit these.
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
+
 .PHONY: setup run test lint clean-runs
 setup: $(STAMP)
 
