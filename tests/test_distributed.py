@@ -1,9 +1,13 @@
 """The hand-over to TRL's own tooling: exported configs, a real 2-process (gloo) run, then the kit's verifier
 and scorer on what it produced."""
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,11 +19,41 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from helpers.configs import ACCELERATE_CHOICES, export_trl_configs
 from helpers.data import write_jsonl
 from helpers.merge import MODEL_FILES
-from helpers.verify import verify_reward_model
 from helpers.profiles import get_profile
 from helpers.score import RewardScorer, pairwise_accuracy
+from helpers.verify import verify_reward_model
 
 REWARD_SCRIPT = Path(trl.__file__).parent / "scripts" / "reward.py"
+
+
+HUNG_AFTER_SAVE = "hung after saving"
+
+
+def _run_until_saved(cmd: list[str], log_path: Path, timeout: float = 900, grace: float = 30) -> tuple:
+    """Run `cmd` to its end; returns (exit code, output).
+
+    A gloo process group can hang in its destructor when the interpreter exits, after training is over and
+    the model is saved (pytorch/pytorch#75097; seen here about one run in several). What this test checks is
+    the training and the saved model, so a process still alive `grace` seconds after TRL printed "Model
+    saved" is stopped and reported as HUNG_AFTER_SAVE (with a warning) instead of being waited out.
+    """
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    start, saved_at = time.monotonic(), None
+    while proc.poll() is None:
+        if saved_at is None and "Model saved to" in log_path.read_text(errors="replace"):
+            saved_at = time.monotonic()
+        late = time.monotonic() - start > timeout or (saved_at and time.monotonic() - saved_at > grace)
+        if late:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if saved_at is None:
+                pytest.fail(f"torchrun ran past {timeout} s without saving:\n{log_path.read_text()[-3000:]}")
+            warnings.warn(f"torchrun saved the model but did not exit within {grace} s (gloo teardown hang, "
+                          "pytorch/pytorch#75097); stopped it", stacklevel=2)
+            return HUNG_AFTER_SAVE, log_path.read_text(errors="replace")
+        time.sleep(1)
+    return proc.returncode, log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +84,9 @@ def test_two_process_training_passes_verify_and_scoring(run_dir, kit_pairs):
     config = export_trl_configs(get_profile("tiny"), run_dir)["reward"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REWARD_SCRIPT),
            "--config", str(config), "--ddp_backend", "gloo", "--num_train_epochs", "2", "--eval_strategy", "no"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    returncode, log = _run_until_saved(cmd, run_dir / "torchrun.log")
+    assert returncode in (0, HUNG_AFTER_SAVE), log[-3000:]
     # 244 pairs fit max_length; split over 2 processes at 8 per device: 16 steps an epoch (1 process: 31)
-    log = result.stdout + result.stderr
     assert "| 32/32 [" in log and "| 62/62 [" not in log, "expected 2 processes sharing the data"
     adapter = run_dir / "rm_adapter_cli"
     base = AutoModelForSequenceClassification.from_pretrained(run_dir / "models" / "tiny-llama3", num_labels=1)
