@@ -122,7 +122,8 @@ def main() -> None:
             print(json.dumps(row))
             rows.append(row)
     result = {"benchmark": "rm_train", "shape": args.shape, "dims": SHAPES[args.shape],
-              "date": date.today().isoformat(), "device": device, "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+              "date": date.today().isoformat(), "device": device,
+              "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
               "versions": versions(), "lora": {"r": 8, "alpha": 16, "task_type": "SEQ_CLS"}, "results": rows}
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"rm_train_{args.shape}_{device}_{result['date']}.json"

@@ -195,11 +195,13 @@ def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | 
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
-        return DtypeChoice(torch.bfloat16, True, False, "CPU: bf16 autocast (TRL casts quantized-model adapters to bf16)")
+        return DtypeChoice(torch.bfloat16, True, False,
+                           "CPU: bf16 autocast (TRL casts quantized-model adapters to bf16)")
     major, minor = compute_capability or torch.cuda.get_device_capability()
     if major >= 8:
         return DtypeChoice(torch.bfloat16, True, False, f"GPU compute capability {major}.{minor} >= 8.0: native bf16")
-    return DtypeChoice(torch.float16, False, True, f"GPU compute capability {major}.{minor} < 8.0: fp16 (bf16 is emulated)")
+    return DtypeChoice(torch.float16, False, True,
+                       f"GPU compute capability {major}.{minor} < 8.0: fp16 (bf16 is emulated)")
 
 
 def hardware_report() -> dict:

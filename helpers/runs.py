@@ -28,7 +28,7 @@ NOTEBOOK_DIR = KIT_ROOT / "notebooks"
 
 
 def list_notebooks(prefixes: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The course notebooks (`NN_name.ipynb`) in numeric order, optionally only those whose name starts with a prefix."""
+    """The course notebooks (`NN_name.ipynb`) in numeric order, optionally only those starting with a prefix."""
     found = sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
     if prefixes:
         found = [nb for nb in found if any(nb.name.startswith(p) for p in prefixes)]

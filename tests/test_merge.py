@@ -27,8 +27,8 @@ from helpers.merge import (
     strip_reward_head,
     write_reward_head_manifest,
 )
-from helpers.verify import fresh_process_scores, verify_reward_model
 from helpers.score import score_conversations, score_pairs
+from helpers.verify import fresh_process_scores, verify_reward_model
 
 N = 24  # test pairs scored through 8-bit layers, which are slow on CPU
 

@@ -18,7 +18,8 @@ TWO_TURNS = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content":
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    manifests = {style: build_tiny_model(style, root / style, seed=7, warmup_steps=20) for style in ("llama3", "chatml")}
+    manifests = {style: build_tiny_model(style, root / style, seed=7, warmup_steps=20)
+                 for style in ("llama3", "chatml")}
     return root, manifests
 
 
@@ -39,7 +40,8 @@ def test_warm_up_lowers_the_language_model_loss(tiny_dirs):
 def test_llama3_tokenizer_has_special_tokens_and_chat_template(tiny_dirs):
     tok = AutoTokenizer.from_pretrained(tiny_dirs[0] / "llama3")
     for token in LLAMA3_SPECIAL_TOKENS:
-        assert tok.convert_tokens_to_ids(token) != tok.unk_token_id and len(tok(token, add_special_tokens=False).input_ids) == 1
+        assert tok.convert_tokens_to_ids(token) != tok.unk_token_id
+        assert len(tok(token, add_special_tokens=False).input_ids) == 1
     assert tok.pad_token == "<|finetune_right_pad_id|>" and tok.pad_token_id != tok.eos_token_id
     assert tok.apply_chat_template(TWO_TURNS, tokenize=False) == (
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
