@@ -2,6 +2,7 @@
 
     python benchmarks/bench_score.py                  # tiny model, CPU (or CUDA when present)
     python benchmarks/bench_score.py --pairs 256 --batch-size 32
+    python benchmarks/bench_score.py --sweep          # also: the same ratio for other model widths
 
 Both paths must give the same rewards (checked, within 1e-4 in fp32); the number that matters is the
 speed-up (target >= 8x). Results go to benchmarks/results/score_<device>_<date>.json. A benchmark, not
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -48,10 +50,55 @@ def _items(n_pairs: int) -> list[tuple[str, str]]:
     return (items * (1 + 2 * n_pairs // len(items)))[: 2 * n_pairs]
 
 
+SWEEP_SHAPES = ((32, 2), (64, 2), (128, 4), (256, 4))  # (hidden size, layers); (128, 4) is the tiny model
+
+
+def _time_paths(model, pad_id: int, ids: list[list[int]], batch_size: int) -> tuple[float, float]:
+    """Seconds for all `ids` one at a time, and in length-sorted batches (the scorer's own two paths)."""
+    from helpers.score import _forward
+
+    _forward(model, pad_id, ids[:batch_size])  # warm-up
+    start = time.perf_counter()
+    for one in ids:
+        _forward(model, pad_id, [one])
+    single_s = time.perf_counter() - start
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    start = time.perf_counter()
+    for k in range(0, len(ids), batch_size):
+        _forward(model, pad_id, [ids[i] for i in order[k:k + batch_size]])
+    return single_s, time.perf_counter() - start
+
+
+def shape_sweep(scorer: RewardScorer, items, batch_size: int) -> list[dict]:
+    """The batching speed-up for random-weight LLaMA models of other widths, on the same token ids.
+
+    It tells whether the ceiling is the scorer's batching or the hardware: if even a model 4x narrower than
+    the tiny one stays far below the target, one-at-a-time scoring is not mostly per-call overhead here.
+    """
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    ids = [scorer._ids(p, r) for p, r in items]
+    rows = []
+    for hidden, layers in SWEEP_SHAPES:
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=len(scorer.tokenizer), hidden_size=hidden, intermediate_size=3 * hidden,
+                             num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, num_labels=1,
+                             pad_token_id=scorer.tokenizer.pad_token_id)
+        model = LlamaForSequenceClassification(config).eval()
+        single_s, batch_s = _time_paths(model, scorer.tokenizer.pad_token_id, ids, batch_size)
+        rows.append({"hidden": hidden, "layers": layers, "parameters": sum(p.numel() for p in model.parameters()),
+                     "single_ms_per_response": round(1000 * single_s / len(ids), 2),
+                     "batch_ms_per_response": round(1000 * batch_s / len(ids), 2),
+                     "speedup": round(single_s / batch_s, 2)})
+        print(rows[-1])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sweep", action="store_true", help="also measure other model widths (SWEEP_SHAPES)")
     args = parser.parse_args()
     quiet_warnings()
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,6 +111,7 @@ def main() -> None:
         start = time.perf_counter()
         batched = scorer.score_batch(items, batch_size=args.batch_size)
         batch_s = time.perf_counter() - start
+        sweep = shape_sweep(scorer, items, args.batch_size) if args.sweep else None
     max_diff = float(np.abs(single - batched).max())
     assert max_diff <= 1e-4, f"batched and single scores differ by {max_diff}"
     device = str(next(scorer.model.parameters()).device)
@@ -75,7 +123,10 @@ def main() -> None:
         "responses": len(items), "batch_size": args.batch_size,
         "single_pairs_per_s": round(args.pairs / single_s, 1), "batch_pairs_per_s": round(args.pairs / batch_s, 1),
         "speedup": round(single_s / batch_s, 2), "target_speedup": TARGET_SPEEDUP, "max_abs_diff": max_diff,
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
+    if sweep:
+        result["shape_sweep"] = sweep
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"score_{device.split(':')[0]}_{result['date']}.json"
     out.write_text(json.dumps(result, indent=2))
