@@ -1,7 +1,7 @@
 """Benchmark: `RewardScorer.score_batch` (length-sorted batches) vs scoring one response at a time.
 
     python benchmarks/bench_score.py                  # tiny model, CPU (or CUDA when present)
-    python benchmarks/bench_score.py --pairs 256 --batch-size 32
+    python benchmarks/bench_score.py --pairs 256 --batch-size 32   # default: 16, as score_batch
     python benchmarks/bench_score.py --sweep          # also: the same ratio for other model widths
 
 Both paths must give the same rewards (checked, within 1e-4 in fp32); the number that matters is the
@@ -97,7 +97,7 @@ def shape_sweep(scorer: RewardScorer, items, batch_size: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sweep", action="store_true", help="also measure other model widths (SWEEP_SHAPES)")
     args = parser.parse_args()
     quiet_warnings()
