@@ -53,43 +53,36 @@ def _items(n_pairs: int) -> list[tuple[str, str]]:
 SWEEP_SHAPES = ((32, 2), (64, 2), (128, 4), (256, 4))  # (hidden size, layers); (128, 4) is the tiny model
 
 
-def _time_paths(model, pad_id: int, ids: list[list[int]], batch_size: int) -> tuple[float, float]:
-    """Seconds for all `ids` one at a time, and in length-sorted batches (the scorer's own two paths)."""
-    from helpers.score import _forward
-
-    _forward(model, pad_id, ids[:batch_size])  # warm-up
+def time_both_paths(scorer: RewardScorer, items, batch_size: int) -> dict:
+    """`scorer.score` one item at a time, then `scorer.score_batch` on all of them: seconds and rewards."""
+    scorer.score_batch(items[:8])  # warm-up
     start = time.perf_counter()
-    for one in ids:
-        _forward(model, pad_id, [one])
+    single = np.array([scorer.score(p, r) for p, r in items])
     single_s = time.perf_counter() - start
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     start = time.perf_counter()
-    for k in range(0, len(ids), batch_size):
-        _forward(model, pad_id, [ids[i] for i in order[k:k + batch_size]])
-    return single_s, time.perf_counter() - start
+    batched = scorer.score_batch(items, batch_size=batch_size)
+    return {"single": single, "single_s": single_s, "batched": batched, "batch_s": time.perf_counter() - start}
 
 
 def shape_sweep(scorer: RewardScorer, items, batch_size: int) -> list[dict]:
-    """The batching speed-up for random-weight LLaMA models of other widths, on the same token ids.
+    """The batching speed-up for random-weight LLaMA models of other widths, same tokenizer and items.
 
     It tells whether the ceiling is the scorer's batching or the hardware: if even a model 4x narrower than
     the tiny one stays far below the target, one-at-a-time scoring is not mostly per-call overhead here.
     """
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    ids = [scorer._ids(p, r) for p, r in items]
     rows = []
     for hidden, layers in SWEEP_SHAPES:
         torch.manual_seed(0)
         config = LlamaConfig(vocab_size=len(scorer.tokenizer), hidden_size=hidden, intermediate_size=3 * hidden,
-                             num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, num_labels=1,
-                             pad_token_id=scorer.tokenizer.pad_token_id)
-        model = LlamaForSequenceClassification(config).eval()
-        single_s, batch_s = _time_paths(model, scorer.tokenizer.pad_token_id, ids, batch_size)
+                             num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, num_labels=1)
+        model = LlamaForSequenceClassification(config)
+        timed = time_both_paths(RewardScorer(model, scorer.tokenizer), items, batch_size)
         rows.append({"hidden": hidden, "layers": layers, "parameters": sum(p.numel() for p in model.parameters()),
-                     "single_ms_per_response": round(1000 * single_s / len(ids), 2),
-                     "batch_ms_per_response": round(1000 * batch_s / len(ids), 2),
-                     "speedup": round(single_s / batch_s, 2)})
+                     "single_ms_per_response": round(1000 * timed["single_s"] / len(items), 2),
+                     "batch_ms_per_response": round(1000 * timed["batch_s"] / len(items), 2),
+                     "speedup": round(timed["single_s"] / timed["batch_s"], 2)})
         print(rows[-1])
     return rows
 
@@ -104,13 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scorer = RewardScorer.from_pretrained(_reward_model_dir(Path(tmp)))
         items = _items(args.pairs)
-        scorer.score_batch(items[:8])  # warm-up
-        start = time.perf_counter()
-        single = np.array([scorer.score(p, r) for p, r in items])
-        single_s = time.perf_counter() - start
-        start = time.perf_counter()
-        batched = scorer.score_batch(items, batch_size=args.batch_size)
-        batch_s = time.perf_counter() - start
+        timed = time_both_paths(scorer, items, args.batch_size)
+        single, single_s, batched, batch_s = (timed[k] for k in ("single", "single_s", "batched", "batch_s"))
         sweep = shape_sweep(scorer, items, args.batch_size) if args.sweep else None
     max_diff = float(np.abs(single - batched).max())
     assert max_diff <= 1e-4, f"batched and single scores differ by {max_diff}"

@@ -33,7 +33,7 @@ def _run_until_saved(cmd: list[str], log_path: Path, timeout: float = 900, grace
     """Run `cmd` to its end; returns (exit code, output).
 
     A gloo process group can hang in its destructor when the interpreter exits, after training is over and
-    the model is saved (pytorch/pytorch#75097; seen here about one run in several). What this test checks is
+    the model is saved (pytorch/pytorch#75097; seen once here, in one of several runs). What this test checks is
     the training and the saved model, so a process still alive `grace` seconds after TRL printed "Model
     saved" is stopped and reported as HUNG_AFTER_SAVE (with a warning) instead of being waited out.
     """
