@@ -11,9 +11,9 @@ The merge itself (full-precision `from_pretrained`, `PeftModel.from_pretrained`,
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -32,8 +32,18 @@ POOLING = "hidden state of the last non-pad token (rightmost id != pad_token_id;
 MODEL_FILES = ("config.json", "model.safetensors|model.safetensors.index.json", "tokenizer_config.json",
                "tokenizer.json")
 REQUIRED_FILES = (*MODEL_FILES, MANIFEST, "llamafactory/config.json", f"llamafactory/{VALUE_HEAD_FILE}")
-# Allowed max |score difference| between the merged model and base + adapter, by merge dtype.
-TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 2e-2}
+# Allowed max |score difference| between two copies of one reward model (merged vs base + adapter, an export vs
+# the merged model), relative to the rewards' scale: max |reward| of the reference, at least 1. fp32 differs
+# by rounding order only (~1e-7); a 16-bit merge rounds every weight once more: bf16 keeps 8 significant bits
+# (eps 7.8e-3), fp16 11 (eps 9.8e-4), and the error of many rounded layers adds up to a few eps.
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
+
+
+def allowed_diff(reference, dtype: torch.dtype) -> float:
+    """The largest score difference accepted between copies of a model merged in `dtype` (see TOLERANCE)."""
+    scale = max(1.0, float(np.abs(np.concatenate([np.ravel(v) for v in (
+        reference.values() if isinstance(reference, dict) else [reference])])).max()))
+    return TOLERANCE[dtype] * scale
 
 
 class RewardModelError(KitError):
@@ -55,8 +65,9 @@ def load_as_trained(base_path, adapter_dir, quantization: str | None, dtype: tor
     """Rebuild the reward model exactly as notebook 02 trained and scored it: quantized base + adapter.
 
     The training steps in order: the same `BitsAndBytesConfig`, `prepare_model_for_kbit_training` (norms
-    and embeddings in fp32), the adapter, then its weights in bf16, as TRL keeps them for a quantized
-    model. Scores equal the trainer's bit for bit at the same batch size (tests/test_merge.py checks it).
+    and embeddings in fp32), the adapter, its trainable weights in fp32 as notebook 02 kept them
+    (`keep_trainable_fp32`), and the forward pass under the trainer's autocast. Scores equal the trainer's bit
+    for bit at the same batch size (tests/test_merge.py checks it).
 
     Args:
         quantization: "8bit", "4bit" or None, as notebook 02's metrics record it.
@@ -84,8 +95,28 @@ def load_as_trained(base_path, adapter_dir, quantization: str | None, dtype: tor
     if quantization:
         for name, param in model.named_parameters():
             if "lora_" in name or "modules_to_save" in name:
-                param.data = param.data.to(torch.bfloat16)
-    return model.eval()
+                param.data = param.data.float()
+    return _with_training_autocast(model, dtype).eval()
+
+
+def _with_training_autocast(model, dtype: torch.dtype):
+    """Run `model.forward` under the autocast the trainer used, as accelerate wraps a trained model's forward.
+
+    accelerate's `prepare_model` replaces `model.forward` with an autocast version under mixed precision
+    (accelerate/accelerator.py, `model.forward = convert_outputs_to_fp32(autocast_context(...))`), so the
+    trainer's own scores are computed in bf16 (CPU, Ampere) or fp16 (a T4; accelerate has no fp16 autocast on CPU).
+    """
+    device = next(model.parameters()).device
+    if dtype == torch.float32 or (dtype == torch.float16 and device.type == "cpu"):
+        return model
+    forward = model.forward
+
+    def autocast_forward(*args, **kwargs):
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            return forward(*args, **kwargs)
+
+    model.forward = autocast_forward
+    return model
 
 
 def _is_head_key(key: str) -> bool:
@@ -153,23 +184,13 @@ def _base_tensor(base_path, name: str, token: str | None = None) -> torch.Tensor
         return f.get_tensor(name)
 
 
-def _as_causal_lm(merged, base_path, token: str | None = None):
-    """The merged decoder under the base's LM head, sharing the decoder's weights (no second copy)."""
-    from transformers import AutoModelForCausalLM
-
-    config = copy.deepcopy(merged.config)
-    config.architectures = None
-    for key in ("value_head_prefix", "mean", "std"):  # OpenRLHF's keys belong to the main export
-        config.__dict__.pop(key, None)
-    with torch.device("meta"):
-        causal = AutoModelForCausalLM.from_config(config)
-    causal.model = getattr(merged, merged.base_model_prefix)
-    if config.tie_word_embeddings:
-        causal.lm_head.weight = causal.model.embed_tokens.weight
-    else:
-        weight = _base_tensor(base_path, "lm_head.weight", token).to(merged.device, merged.dtype)
-        causal.lm_head.weight = torch.nn.Parameter(weight, requires_grad=False)
-    return causal
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows it (no second copy of a 5 GB shard), else a copy."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 _PPO_YAML = """\
@@ -185,32 +206,53 @@ reward_model_type: full
 """
 
 
-def export_llamafactory(merged, tokenizer, out_dir, base_path, token: str | None = None,
+def export_llamafactory(merged_dir, tokenizer, out_dir, base_path, token: str | None = None,
                         template: str = "llama3") -> Path:
-    """Write LLaMA-Factory's reward-model layout: causal LM + `value_head.safetensors` + PPO settings.
+    """Write LLaMA-Factory's reward-model layout from the merged folder: causal LM + `value_head.safetensors`.
 
     LLaMA-Factory's reward model is a causal LM with a value head beside it, `v_head.summary` =
     Linear(hidden, 1) *with* a bias. Our `score` head is Linear(hidden, 1, bias=False), so the bias is
-    zero and the rewards are the same. The causal LM keeps the base's (untrained) `lm_head`.
+    zero and the rewards are the same. The decoder shards are linked, not copied; the causal LM gets the
+    base's (untrained) `lm_head` in a shard of its own, and its config says `...ForCausalLM`: normal.
     """
-    out_dir = Path(out_dir)
-    _as_causal_lm(merged, base_path, token).save_pretrained(out_dir)  # config says ...ForCausalLM: normal
+    from .merge_shards import HEAD_SHARD, INDEX
+
+    merged_dir, out_dir = Path(merged_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = json.loads((merged_dir / INDEX).read_text())
+    weight_map = {k: v for k, v in index["weight_map"].items() if v != HEAD_SHARD}
+    for shard in set(weight_map.values()):
+        _link_or_copy(merged_dir / shard, out_dir / shard)
+    config = json.loads((merged_dir / "config.json").read_text())
+    for key in ("value_head_prefix", "mean", "std"):  # OpenRLHF's keys belong to the main export
+        config.pop(key, None)
+    config["architectures"] = [config["architectures"][0].replace("ForSequenceClassification", "ForCausalLM")]
+    if not config.get("tie_word_embeddings"):
+        lm_head = _base_tensor(base_path, "lm_head.weight", token).to(getattr(torch, config["dtype"]))
+        save_file({"lm_head.weight": lm_head.contiguous()}, str(out_dir / "lm_head.safetensors"),
+                  metadata={"format": "pt"})
+        weight_map["lm_head.weight"] = "lm_head.safetensors"
+    (out_dir / INDEX).write_text(json.dumps({"metadata": index["metadata"], "weight_map": weight_map}, indent=2))
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer.save_pretrained(out_dir)
-    weight = merged.score.weight.detach().to("cpu").contiguous()
+    with safe_open(str(merged_dir / HEAD_SHARD), "pt") as f:
+        weight = f.get_tensor("score.weight")
     save_file({"v_head.summary.weight": weight, "v_head.summary.bias": torch.zeros(1, dtype=weight.dtype)},
               str(out_dir / VALUE_HEAD_FILE), metadata={"format": "pt"})
-    ppo = _PPO_YAML.format(template=template, path=out_dir.resolve())
-    (out_dir / "llamafactory_ppo.yaml").write_text(ppo)
+    (out_dir / "llamafactory_ppo.yaml").write_text(_PPO_YAML.format(template=template, path=out_dir.resolve()))
     return out_dir
 
 
 @torch.no_grad()
-def llamafactory_scores(export_dir, tokenizer, conversations: list[list[dict]],
-                        batch_size: int = 16) -> np.ndarray:
-    """Rewards read the LLaMA-Factory way: `v_head` on the causal LM's last hidden state, last real token."""
+def llamafactory_scores(export_dir, tokenizer, conversations: list[list[dict]], batch_size: int = 16,
+                        **load_kwargs) -> np.ndarray:
+    """Rewards read the LLaMA-Factory way: `v_head` on the causal LM's last hidden state, last real token.
+
+    `load_kwargs` go to `from_pretrained` (on a T4: `dtype=torch.float16, device_map="auto"`).
+    """
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(export_dir, use_safetensors=True).eval()
+    model = AutoModelForCausalLM.from_pretrained(export_dir, use_safetensors=True, **load_kwargs).eval()
     with safe_open(str(Path(export_dir) / VALUE_HEAD_FILE), "pt") as f:
         weight, bias = (f.get_tensor(f"v_head.summary.{k}").to(model.device, model.dtype)
                         for k in ("weight", "bias"))
@@ -233,14 +275,20 @@ def chat_template_sha256(tokenizer) -> str:
     return hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()
 
 
-def write_reward_head_manifest(out_dir, model, tokenizer, base_model: str, adapter_dir,
-                               normalization: dict) -> dict:
-    """Write `reward_head.json`: what a consumer needs to read a reward from this folder correctly."""
-    weight = model.score.weight
+def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir, normalization: dict) -> dict:
+    """Write `reward_head.json` beside a saved reward model: what a consumer needs to read a reward correctly."""
+    from .merge_shards import HEAD_SHARD, INDEX
+
+    out_dir = Path(out_dir)
+    shard = json.loads((out_dir / INDEX).read_text())["weight_map"]["score.weight"] if (out_dir / INDEX).exists() \
+        else ("model.safetensors" if (out_dir / "model.safetensors").exists() else HEAD_SHARD)
+    with safe_open(str(out_dir / shard), "pt") as f:
+        weight, has_bias = f.get_tensor("score.weight"), "score.bias" in f.keys()
+    config = json.loads((out_dir / "config.json").read_text())
     lf_keys = ["v_head.summary.weight", "v_head.summary.bias"]
     manifest = {
-        "head": {"key": "score.weight", "shape": list(weight.shape), "bias": model.score.bias is not None},
-        "pad_token_id": model.config.pad_token_id, "pad_token": tokenizer.pad_token, "pooling": POOLING,
+        "head": {"key": "score.weight", "shape": list(weight.shape), "bias": has_bias},
+        "pad_token_id": config["pad_token_id"], "pad_token": tokenizer.pad_token, "pooling": POOLING,
         "chat_template_sha256": chat_template_sha256(tokenizer), "normalization": normalization,
         "base_model": str(base_model), "adapter_source": str(adapter_dir),
         "dtype": str(weight.dtype).removeprefix("torch."),

@@ -81,12 +81,75 @@ def check_trainable_pairs(n_fit: int, n_total: int, max_length: int, suggested: 
                                f"RewardTrainer would drop every one. Raise max_length{hint} or shorten the data.")
 
 
-def latest_checkpoint(folder: str | Path) -> str | None:
-    """The newest `checkpoint-N` folder under `folder`, or None (nothing to resume)."""
-    folder = Path(folder)
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name[11:].isdigit()
-                   else -1)
-    return str(found[-1]) if found else None
+def keep_trainable_fp32(model) -> dict[str, int]:
+    """Store every trainable parameter (LoRA, the score head) in fp32 again, after TRL cast them to bf16.
+
+    `RewardTrainer` and `KTOTrainer` cast a quantized model's trainable parameters to bf16 in `__init__`
+    (trl/trainer/reward_trainer.py: "the PEFT adapter weights are converted to bf16"). Two things break: on a
+    T4 (`fp16=True`) the CUDA GradScaler cannot unscale bf16 gradients and the first optimizer step crashes;
+    and at small learning rates AdamW's updates are smaller than bf16's spacing, so most entries never move.
+    Call this after building the trainer and before `train()`: the optimizer is created in `train()`, so it
+    sees fp32 parameters; the matmuls still run in the autocast dtype.
+
+    Returns:
+        How many trainable values were stored in each dtype before the cast, e.g. {"torch.bfloat16": 28800}.
+    """
+    before: dict[str, int] = {}
+    for param in model.parameters():
+        if param.requires_grad:
+            before[str(param.dtype)] = before.get(str(param.dtype), 0) + param.numel()
+            if param.dtype != torch.float32:
+                param.data = param.data.float()
+    return before
+
+
+def check_trainable_fp32(model) -> None:
+    """Stop before training when a trainable parameter is not fp32 (what the CUDA GradScaler requires under fp16).
+
+    Raises:
+        RewardSetupError: naming the parameters and the fix.
+    """
+    wrong = [f"{name} ({param.dtype})" for name, param in model.named_parameters()
+             if param.requires_grad and param.dtype != torch.float32]
+    if wrong:
+        raise RewardSetupError(f"{len(wrong)} trainable parameters are not fp32, e.g. {wrong[:3]}: under fp16 the "
+                               "GradScaler cannot unscale their gradients, and in bf16 small updates are lost. "
+                               "Call keep_trainable_fp32(trainer.model) after building the trainer.")
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.split("-")[-1]) if path.name[11:].isdigit() else -1
+
+
+def latest_checkpoint(folder: str | Path, verbose: bool = True) -> str | None:
+    """The newest *complete* `checkpoint-N` folder under `folder`, or None (nothing to resume).
+
+    The Trainer writes `trainer_state.json` last (transformers trainer.py, `_save_checkpoint`), so a folder
+    without it was cut off mid-save (a disconnect, a kill): it is skipped, and said so.
+    """
+    found = sorted(Path(folder).glob("checkpoint-*"), key=_checkpoint_step)
+    complete = [p for p in found if (p / "trainer_state.json").is_file()]
+    skipped = [p.name for p in found if p not in complete and _checkpoint_step(p) > _checkpoint_step(complete[-1])] \
+        if complete else [p.name for p in found]
+    if skipped and verbose:
+        print(f"skipping {', '.join(skipped)}: incomplete (no trainer_state.json: the save was interrupted); "
+              + (f"resuming from {complete[-1].name}" if complete else "no complete checkpoint to resume from"))
+    return str(complete[-1]) if complete else None
+
+
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """Mean training loss over every logged step of the run, resumed parts included.
+
+    After a resume, `train_result.metrics["train_loss"]` averages only the steps of this session; the logged
+    losses (restored from the checkpoint's trainer_state.json) cover the whole run. Each logged value is the
+    mean over the steps since the previous log line, so they are weighted by those step counts.
+    """
+    logged = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    total, previous, weighted = 0, 0, 0.0
+    for step, loss in logged:
+        weighted += loss * (step - previous)
+        total, previous = total + step - previous, step
+    return weighted / total if total else None
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None):
@@ -127,3 +190,42 @@ def split_history(log_history: list[dict]) -> dict[str, dict[str, list]]:
             name = key.removeprefix("eval_")
             curves[mode].setdefault(name, []).append(value)
     return curves
+
+
+def storage_experiment(make_trainer, test, batch_size: int = 8) -> dict[str, dict]:
+    """Train the same set-up twice, trainable parameters stored as TRL leaves them (bf16) and in fp32.
+
+    Args:
+        make_trainer: builds a fresh trainer from the same seed (a new model each call).
+        test: held-out pairs to measure accuracy on.
+
+    Returns:
+        Per storage dtype: the share of head and LoRA entries that changed during training and the held-out
+        accuracy, or the error training raised (bf16 storage under fp16 fails, as on a T4).
+    """
+    from .score import pairwise_accuracy, score_pairs
+
+    results = {}
+    for storage in ("bfloat16", "float32"):
+        trainer = make_trainer()
+        if storage == "float32":
+            keep_trainable_fp32(trainer.model)
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        try:
+            trainer.train()
+        except RuntimeError as err:
+            results[storage] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
+            continue
+        after = dict(trainer.model.named_parameters())
+        scores = score_pairs(trainer.model, trainer.processing_class, test, batch_size=batch_size)
+        results[storage] = {"head_changed": _share_changed(before, after, "score"),
+                            "lora_changed": _share_changed(before, after, "lora_"),
+                            "accuracy": pairwise_accuracy(scores["chosen"], scores["rejected"])}
+    return results
+
+
+def _share_changed(before: dict, after: dict, part: str) -> float:
+    """Share of the entries of the parameters named like `part` whose value changed at all."""
+    names = [n for n in before if part in n]
+    moved = sum((after[n].detach() != before[n]).sum().item() for n in names)
+    return moved / sum(before[n].numel() for n in names)

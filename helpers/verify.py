@@ -33,14 +33,14 @@ def _check_files(path: Path, required) -> str:
     return f"missing in {path}: {', '.join(missing)}. Write them with {'; '.join(fixes)}."
 
 
-def _load_checked(path: Path, report: dict):
+def _load_checked(path: Path, report: dict, load_kwargs: dict):
     """Plain from_pretrained; ignore_mismatched_sizes only so a wrong shape is reported, not raised."""
     from transformers import AutoModelForSequenceClassification
 
     try:
         with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                path, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True)
+                path, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True, **load_kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         report["checks"]["loading"] = f"AutoModelForSequenceClassification.from_pretrained failed: {err}"
         return None
@@ -126,7 +126,7 @@ def _check_manifest(path: Path, report: dict, tokenizer) -> str:
 
 
 def verify_reward_model(path, probes: list[list[dict]], adapter_dir=None, strict: bool = True,
-                        required=REQUIRED_FILES) -> dict:
+                        required=REQUIRED_FILES, **load_kwargs) -> dict:
     """Check a saved reward model the way someone else will load it: plain transformers, no helpers.
 
     Checks, in `report["checks"]`: `files`; `loading` (plain `AutoModelForSequenceClassification.
@@ -141,6 +141,7 @@ def verify_reward_model(path, probes: list[list[dict]], adapter_dir=None, strict
         adapter_dir: the adapter the model was merged from.
         strict: raise when a check fails (default); False only reports.
         required: files that must exist; default the kit's layout, `MODEL_FILES` for a bare HF folder.
+        load_kwargs: for `from_pretrained`, e.g. `dtype=torch.float16, device_map="auto"` for an 8B model on a T4.
 
     Returns:
         {"path", "ok", "checks", "missing_keys", "unexpected_keys", "head_shape", "pad_token_id",
@@ -154,7 +155,7 @@ def verify_reward_model(path, probes: list[list[dict]], adapter_dir=None, strict
               "missing_keys": [], "unexpected_keys": [], "head_shape": None, "pad_token_id": None,
               "probe_scores": []}
     checks = report["checks"]
-    model = _load_checked(path, report) if (path / "config.json").exists() else None
+    model = _load_checked(path, report, load_kwargs) if (path / "config.json").exists() else None
     tokenizer = _load_tokenizer(path, checks)
     if model is not None:
         checks["head"] = _check_head(model, adapter_dir, report)
@@ -176,9 +177,12 @@ def verify_reward_model(path, probes: list[list[dict]], adapter_dir=None, strict
 _FRESH = """
 import json, sys, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-path, probes = sys.argv[1], json.loads(sys.stdin.read())
+path, load = sys.argv[1], json.loads(sys.argv[2])
+probes = json.loads(sys.stdin.read())
+if "dtype" in load:
+    load["dtype"] = getattr(torch, load["dtype"])
 tokenizer = AutoTokenizer.from_pretrained(path)
-model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
+model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **load).eval()
 with torch.no_grad():
     ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False) for c in probes]
     scores = [model(torch.tensor([x], device=model.device)).logits[0, 0].item() for x in ids]
@@ -187,13 +191,18 @@ print(json.dumps({"scores": scores, "helpers_imported": imported}))
 """
 
 
-def fresh_process_scores(path, probes: list[list[dict]], timeout: int = 900) -> np.ndarray:
+def fresh_process_scores(path, probes: list[list[dict]], timeout: int = 900, dtype: torch.dtype | None = None,
+                         device_map: str | None = None) -> np.ndarray:
     """Score `probes` in a new Python process that imports only torch and transformers, as a stranger would.
+
+    `dtype` and `device_map` go to its `from_pretrained` (an 8B model on a T4: float16, "auto").
 
     Raises:
         RewardModelError: the process failed (its stderr is in the message) or imported `helpers`.
     """
-    done = subprocess.run([sys.executable, "-c", _FRESH, str(path)], input=json.dumps(probes),
+    load = {k: v for k, v in (("dtype", str(dtype).removeprefix("torch.") if dtype else None),
+                              ("device_map", device_map)) if v is not None}
+    done = subprocess.run([sys.executable, "-c", _FRESH, str(path), json.dumps(load)], input=json.dumps(probes),
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RewardModelError(f"A fresh Python with only transformers could not score {path}:\n"

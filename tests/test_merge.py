@@ -14,10 +14,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from helpers.merge import (
     MODEL_FILES,
-    TOLERANCE,
     VALUE_HEAD_FILE,
     RewardModelError,
     adapter_head,
+    allowed_diff,
     compare_scores,
     export_llamafactory,
     fit_normalization,
@@ -27,6 +27,8 @@ from helpers.merge import (
     strip_reward_head,
     write_reward_head_manifest,
 )
+from helpers.merge_shards import HEAD_SHARD, INDEX, ensure_merged_model, merge_adapter_by_shard
+from helpers.profiles import get_profile
 from helpers.score import score_conversations, score_pairs
 from helpers.verify import fresh_process_scores, verify_reward_model
 
@@ -52,28 +54,68 @@ def _merge(base_path, adapter_dir, tokenizer):
 
 @pytest.fixture(scope="module")
 def export(tiny_rm_base, adapter, kit_pairs, tmp_path_factory):
-    """The notebook's steps: merge in fp32, normalise, save, export for LLaMA-Factory, write the manifest."""
+    """The notebook's steps: merge shard by shard in fp32, normalise, export for LLaMA-Factory, write the manifest."""
     adapter_dir, _ = adapter
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
     adapted = _merge(tiny_rm_base, adapter_dir, tokenizer)
     before = score_pairs(adapted, tokenizer, kit_pairs["test"])
-    merged = adapted.merge_and_unload()
+    in_memory = adapted.merge_and_unload()
+    out = merge_adapter_by_shard(tiny_rm_base, adapter_dir, tmp_path_factory.mktemp("rm_merged"), torch.float32,
+                                 tokenizer.pad_token_id)
+    merged = AutoModelForSequenceClassification.from_pretrained(out)
     after = score_pairs(merged, tokenizer, kit_pairs["test"])
     norm = fit_normalization(after)
     merged.config.update({"value_head_prefix": "score", **norm})
-    out = tmp_path_factory.mktemp("rm_merged")
-    merged.save_pretrained(out)
+    merged.config.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    export_llamafactory(merged, tokenizer, out / "llamafactory", base_path=tiny_rm_base)
-    write_reward_head_manifest(out, merged, tokenizer, "tiny-llama3", adapter_dir, norm)
+    export_llamafactory(out, tokenizer, out / "llamafactory", base_path=tiny_rm_base)
+    write_reward_head_manifest(out, tokenizer, "tiny-llama3", adapter_dir, norm)
     probes = [row["prompt"] + row["chosen"] for row in kit_pairs["test"].select(range(6))]
     return {"dir": out, "adapter": adapter_dir, "tokenizer": tokenizer, "before": before, "after": after,
-            "probes": probes, "norm": norm, "merged": merged}
+            "probes": probes, "norm": norm, "merged": merged, "in_memory": in_memory}
 
 
 def test_merged_fp32_scores_equal_base_plus_adapter(export):
-    assert compare_scores(export["before"], export["after"])["max_abs_diff"] <= TOLERANCE[torch.float32]
+    assert compare_scores(export["before"], export["after"])["max_abs_diff"] <= 1e-4
     assert not any("lora" in name for name, _ in export["merged"].named_parameters())
+
+
+def test_shard_merge_equals_peft_merge_and_unload_weight_for_weight(export):
+    streamed, reference = export["merged"].state_dict(), export["in_memory"].state_dict()
+    assert set(streamed) == set(reference) and len(streamed) > 30
+    worst = max((streamed[k] - reference[k]).abs().max().item() for k in streamed)
+    assert worst <= 1e-6, worst
+    index = json.loads((export["dir"] / INDEX).read_text())
+    assert index["weight_map"]["score.weight"] == HEAD_SHARD and "lm_head.weight" not in index["weight_map"]
+
+
+def test_shard_merge_refuses_an_adapter_for_another_base(export, tmp_path):
+    from helpers.tiny import build_tiny_model
+
+    build_tiny_model("llama3", tmp_path / "other", seed=1, layers=2)  # 2 layers: adapter weights for 4
+    with pytest.raises(Exception, match="adapts weights the base .* does not have"):
+        merge_adapter_by_shard(tmp_path / "other", export["adapter"], tmp_path / "out", torch.float32, 0)
+
+
+def test_merged_model_is_rebuilt_in_a_fresh_runtime_from_what_drive_kept(export, tiny_rm_base, tmp_path, monkeypatch):
+    """Colab: notebook 04 starts on an empty local disk; the adapter and 03's metrics on Drive rebuild rm_merged."""
+    import helpers.merge_shards as shards
+
+    run_dir = tmp_path / "drive_run"
+    shutil.copytree(export["adapter"], run_dir / "rm_adapter")
+    (run_dir / "metrics").mkdir()
+    (run_dir / "metrics" / "03_merge_value_head.json").write_text(
+        json.dumps({"merge_dtype": "float32", "normalization": export["norm"]}))
+    monkeypatch.setattr(shards, "large_files_dir", lambda _: tmp_path / "local_disk")
+    profile = get_profile("tiny", rm_base=str(tiny_rm_base))
+    rebuilt = ensure_merged_model(run_dir, profile)
+    assert rebuilt == tmp_path / "local_disk" / "rm_merged"
+    report = verify_reward_model(rebuilt, export["probes"], adapter_dir=run_dir / "rm_adapter",
+                                 required=MODEL_FILES)
+    np.testing.assert_allclose(report["probe_scores"], score_conversations(export["merged"], export["tokenizer"],
+                                                                           export["probes"]), atol=1e-5)
+    assert json.loads((rebuilt / "config.json").read_text())["mean"] == pytest.approx(export["norm"]["mean"])
+    assert ensure_merged_model(run_dir, profile) == rebuilt  # present now: not rebuilt again
 
 
 def test_as_trained_reload_reproduces_the_trainers_scores_bit_for_bit(tiny_rm_base, adapter, kit_pairs):
@@ -142,10 +184,15 @@ def broken(export, tmp_path):
 
 
 def _rewrite_weights(folder, change):
-    path = folder / "model.safetensors"
+    """Change the head shard (where the shard merge puts score.weight) and keep the index in step."""
+    path = folder / HEAD_SHARD
     with safe_open(str(path), "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    save_file(change(tensors), str(path), metadata={"format": "pt"})
+        tensors = change({k: f.get_tensor(k) for k in f.keys()})
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    index = json.loads((folder / INDEX).read_text())
+    index["weight_map"] = {**{k: v for k, v in index["weight_map"].items() if v != HEAD_SHARD},
+                           **dict.fromkeys(tensors, HEAD_SHARD)}
+    (folder / INDEX).write_text(json.dumps(index))
 
 
 def _edit_config(folder, **values):
@@ -185,8 +232,7 @@ def test_random_head_differs_from_the_adapters_head(broken, export):
 def test_adapter_trained_without_seq_cls_is_caught(tiny_rm_base, export, tmp_path):
     headless = strip_reward_head(export["adapter"], tmp_path / "adapter_no_head")
     assert adapter_head(headless) is None and adapter_head(export["adapter"]).shape == (1, 128)
-    merged = _merge(tiny_rm_base, headless, export["tokenizer"]).merge_and_unload()
-    merged.save_pretrained(tmp_path / "merged")
+    merge_adapter_by_shard(tiny_rm_base, headless, tmp_path / "merged", torch.float32, export["tokenizer"].pad_token_id)
     export["tokenizer"].save_pretrained(tmp_path / "merged")
     report = verify_reward_model(tmp_path / "merged", export["probes"], strict=False, required=MODEL_FILES)
     assert report["ok"] and report["missing_keys"] == []  # a saved random head loads without a warning ...
@@ -235,6 +281,9 @@ def test_causal_lm_folder_is_not_a_reward_model(export):
 
 def test_small_helpers():
     assert merge_dtype("cpu") == torch.float32
+    scores = {"chosen": np.array([4.0]), "rejected": np.array([-0.5])}
+    assert allowed_diff(scores, torch.bfloat16) == pytest.approx(0.08)
+    assert allowed_diff(np.array([0.1]), torch.float32) == pytest.approx(1e-5)  # scale at least 1
     a = {"chosen": np.array([1.0, 2.0, 0.0]), "rejected": np.array([0.0, 3.0, -1.0])}
     b = {"chosen": np.array([1.0, 2.5, -2.0]), "rejected": np.array([0.0, 3.0, -1.0])}
     assert compare_scores(a, b) == pytest.approx({"max_abs_diff": 2.0, "agreement": 2 / 3,

@@ -11,34 +11,40 @@ from helpers.train import (
     RewardSetupError,
     bradley_terry_loss,
     check_reward_setup,
+    check_trainable_fp32,
     check_trainable_pairs,
+    keep_trainable_fp32,
     latest_checkpoint,
     prepare_reward_tokenizer,
     split_history,
     trainer_loss_on_batch,
+    whole_run_loss,
 )
 
 SEQ_CLS = dict(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="SEQ_CLS")
 
 
-def _load_8bit(path, tokenizer):
+def _load_8bit(path, tokenizer, dtype=torch.bfloat16):
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, quantization_config=BitsAndBytesConfig(load_in_8bit=True), dtype=torch.bfloat16)
+        path, num_labels=1, quantization_config=BitsAndBytesConfig(load_in_8bit=True), dtype=dtype)
     model.config.pad_token_id = tokenizer.pad_token_id
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
-def _trainer(path, pairs, out_dir, seed=0, **overrides):
+def _trainer(path, pairs, out_dir, seed=0, fp32=True, dtype=torch.bfloat16, **overrides):
     tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(path))
     torch.manual_seed(seed)
-    model = _load_8bit(path, tokenizer)
+    model = _load_8bit(path, tokenizer, dtype)
     settings = dict(output_dir=str(out_dir), seed=seed, learning_rate=2e-3, per_device_train_batch_size=8,
                     num_train_epochs=2, bf16=True, max_length=256, logging_steps=4, report_to="none",
                     eval_strategy="no", save_strategy="no", gradient_checkpointing=False, disable_tqdm=True,
                     use_cpu=True)
     args = RewardConfig(**{**settings, **overrides})
-    return RewardTrainer(model=model, args=args, train_dataset=pairs["train"], processing_class=tokenizer,
-                         peft_config=LoraConfig(**SEQ_CLS))
+    trainer = RewardTrainer(model=model, args=args, train_dataset=pairs["train"], processing_class=tokenizer,
+                            peft_config=LoraConfig(**SEQ_CLS))
+    if fp32:
+        keep_trainable_fp32(trainer.model)  # notebook 02 does this right after building the trainer
+    return trainer
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +102,23 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_rm_base, kit_pair
     killed.add_callback(_Kill(step=10))
     with pytest.raises(KeyboardInterrupt):
         killed.train()
+    # a second disconnect in the middle of the next save: adapter files written, trainer_state.json not yet
+    cut = tmp_path / "resumed" / "checkpoint-12"
+    cut.mkdir()
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        (cut / name).write_bytes((tmp_path / "resumed" / "checkpoint-6" / name).read_bytes())
     checkpoint = latest_checkpoint(tmp_path / "resumed")
-    assert checkpoint.endswith("checkpoint-6")
+    assert checkpoint.endswith("checkpoint-6")  # not the half-written checkpoint-12 (FileNotFoundError there)
     resumed = _trainer(tiny_rm_base, few, tmp_path / "resumed", **common)
-    resumed.train(resume_from_checkpoint=checkpoint)
+    result = resumed.train(resume_from_checkpoint=checkpoint)
+    # train_loss of a resumed session covers its own steps only; the logged history covers the whole run
+    assert abs(whole_run_loss(resumed.state.log_history) - straight.state.log_history[-1]["train_loss"]) < 0.01
+    assert abs(result.metrics["train_loss"] - straight.state.log_history[-1]["train_loss"]) > 0.01
     a = score_pairs(straight.model, straight.processing_class, kit_pairs["test"])
     b = score_pairs(resumed.model, resumed.processing_class, kit_pairs["test"])
-    # Stated tolerance. Two uninterrupted runs are bit-identical on CPU, but a resumed run differs by about
-    # one bf16 rounding step in the adapter weights (TRL keeps a quantized model's adapters in bf16), and a
-    # tiny random-init network amplifies that in raw scores. What a learner reads must agree: the ranking
+    # Stated tolerance. Two uninterrupted runs are bit-identical on CPU, but a resumed run can differ by
+    # rounding (the bf16 autocast recomputes in another order after the restore), and a tiny random-init
+    # network amplifies that in raw scores. What a learner reads must agree: the ranking
     # of held-out answers (Spearman >= 0.98) and pairwise accuracy within one pair.
     both = lambda s: np.concatenate([s["chosen"], s["rejected"]])  # noqa: E731
     assert spearman(both(a), both(b)) >= 0.98
@@ -135,7 +149,7 @@ def test_prepare_tokenizer_without_a_pad_candidate_says_how_to_add_one():
 @pytest.fixture(scope="module")
 def base_model(tiny_rm_base):
     model = AutoModelForSequenceClassification.from_pretrained(tiny_rm_base, num_labels=1)
-    model.config.pad_token_id = AutoTokenizer.from_pretrained(tiny_rm_base).pad_token_id
+    model.config.pad_token_id = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(tiny_rm_base)).pad_token_id
     return model
 
 
@@ -171,11 +185,66 @@ def test_empty_after_length_filter_stops_before_training():
     check_trainable_pairs(3, 12, 16)
 
 
+def _checkpoint(folder, step, complete=True):
+    path = folder / f"checkpoint-{step}"
+    path.mkdir()
+    (path / "adapter_model.safetensors").write_bytes(b"")
+    if complete:
+        (path / "trainer_state.json").write_text("{}")
+    return path
+
+
 def test_latest_checkpoint_orders_numerically(tmp_path):
     assert latest_checkpoint(tmp_path) is None
     for step in (9, 10, 2):
-        (tmp_path / f"checkpoint-{step}").mkdir()
+        _checkpoint(tmp_path, step)
     assert latest_checkpoint(tmp_path).endswith("checkpoint-10")
+
+
+def test_latest_checkpoint_skips_one_cut_off_mid_save_and_says_so(tmp_path, capsys):
+    """A disconnect during a save leaves adapter files but no trainer_state.json (the Trainer writes it last)."""
+    _checkpoint(tmp_path, 12)
+    _checkpoint(tmp_path, 24, complete=False)
+    assert latest_checkpoint(tmp_path).endswith("checkpoint-12")
+    assert "skipping checkpoint-24: incomplete" in capsys.readouterr().out
+    only_broken = tmp_path / "only"
+    only_broken.mkdir()
+    _checkpoint(only_broken, 6, complete=False)
+    assert latest_checkpoint(only_broken) is None
+
+
+def test_whole_run_loss_weights_each_logged_window_by_its_steps():
+    logs = [{"loss": 0.7, "step": 4}, {"loss": 0.5, "step": 8}, {"eval_loss": 0.1, "step": 8},
+            {"loss": 0.2, "step": 10}, {"train_loss": 0.2, "step": 10}]
+    assert whole_run_loss(logs) == pytest.approx((0.7 * 4 + 0.5 * 4 + 0.2 * 2) / 10)
+    assert whole_run_loss([]) is None
+
+
+def test_trl_stores_trainables_in_bf16_and_the_kit_restores_fp32(tiny_rm_base, kit_pairs, tmp_path):
+    """Pins the upstream cast (if TRL stops doing it, this says so) and the kit's answer to it."""
+    trainer = _trainer(tiny_rm_base, kit_pairs, tmp_path, fp32=False)
+    dtypes = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
+    assert dtypes == {torch.bfloat16}
+    with pytest.raises(RewardSetupError, match="not fp32.*keep_trainable_fp32"):
+        check_trainable_fp32(trainer.model)
+    before = keep_trainable_fp32(trainer.model)
+    assert set(before) == {"torch.bfloat16"} and sum(before.values()) > 10_000
+    check_trainable_fp32(trainer.model)
+
+
+def test_fp16_policy_trains_with_fp32_trainables_and_the_head_moves(tiny_rm_base, kit_pairs, tmp_path):
+    """The T4 path on CPU: fp16 weights and fp16=True. Trainables must be fp32 (the CUDA GradScaler's need)."""
+    few = {"train": kit_pairs["train"].select(range(64))}
+    common = dict(dtype=torch.float16, bf16=False, fp16=True, max_steps=6, learning_rate=1e-5)
+    broken = _trainer(tiny_rm_base, few, tmp_path / "bf16", fp32=False, **common)
+    with pytest.raises(RuntimeError, match="same dtype"):  # bf16 adapters under fp16 fail on CPU too
+        broken.train()
+    trainer = _trainer(tiny_rm_base, few, tmp_path / "fp32", **common)
+    check_trainable_fp32(trainer.model)
+    head = trainer.model.base_model.model.score.modules_to_save["default"].weight
+    start = head.detach().clone()
+    trainer.train()
+    assert (head.detach() != start).float().mean().item() > 0.9  # at lr 1e-5, every entry moved
 
 
 def test_split_history_separates_train_and_eval():
