@@ -13,16 +13,21 @@ import importlib
 # datasets are imported, or the runtime would keep the preinstalled ones until a restart.
 _EXPORTS = {
     "env": ("KIT_ROOT", "DtypeChoice", "KitError", "check_hardware", "check_model_access", "default_run_dir",
-            "expect_error", "get_hf_token", "hardware_report", "in_colab", "mount_drive", "pick_dtype", "set_seed",
+            "dtype_policy", "expect_error", "get_hf_token", "hardware_report", "in_colab", "kit_subprocess_env",
+            "large_files_dir", "mount_drive", "pick_dtype", "set_seed",
             "setup", "versions"),
     "audit": ("audit_lengths", "audit_unpaired", "suggest_max_length", "token_lengths"),
     "data": ("DataError", "load_preferences", "load_unpaired", "require_inputs", "split_dataset", "write_jsonl"),
     "kto": ("batches_with_both_labels", "kto_class_weights", "mix_unpaired", "unpair_preferences"),
     "merge": ("RewardModelError", "export_llamafactory", "fit_normalization", "load_as_trained", "merge_dtype"),
-    "profiles": ("PROFILES", "Profile", "download_models", "get_profile"),
+    "merge_shards": ("ensure_merged_model", "merge_adapter_by_shard", "merged_model_dir"),
+    "profiles": ("PROFILES", "Profile", "check_profile_access", "download_models", "get_profile"),
+    "resources": ("HARDWARE", "checkpoint_steps", "estimate_resources", "fits", "t4_step_seconds"),
     "runs": ("collect_metrics", "prepare_run_dir", "run_course", "save_metrics"),
     "score": ("RewardScorer", "pairwise_accuracy", "score_pairs"),
     "tiny": ("LLAMA3_CHAT_TEMPLATE", "LLAMA3_PAD_TOKEN", "build_tiny_models", "state_checksum"),
+    "train": ("check_trainable_fp32", "keep_trainable_fp32", "latest_checkpoint", "prepare_reward_tokenizer",
+              "whole_run_loss"),
     "verify": ("verify_reward_model",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
-DRIVE_ROOT = Path("/content/drive/MyDrive")
+# requirements.txt lists the runtime libraries first; below this line come the tools of the test suite and of
+# papermill runs (papermill, nbval, ipykernel, pytest), which Colab must not get: its kernel runs on its own.
+DEV_MARKER = "# --- development and CI only"
 COLAB_RUNTIME_HINT = "Runtime -> Change runtime type -> T4 GPU (or better), then Runtime -> Run all"
 REPORTED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "accelerate")
 
@@ -99,19 +101,37 @@ def versions() -> dict[str, str]:
 
 
 def _pinned_requirements() -> list[str]:
-    lines = (KIT_ROOT / "requirements.txt").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#") and not ln.startswith("torch")]
+    """The runtime libraries of requirements.txt (what a Colab runtime needs), without torch and dev tools."""
+    text = (KIT_ROOT / "requirements.txt").read_text().split(DEV_MARKER)[0]
+    lines = [ln.strip() for ln in text.splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#") and not ln.startswith("torch")]
 
 
-def setup(install: bool | None = None) -> dict[str, str]:
+def content_root() -> Path:
+    """Colab's local disk (`/content`): fast and large, wiped when the runtime ends.
+
+    $REWARD_LAB_CONTENT overrides it; the test suite's Colab simulation points it at a temporary folder.
+    """
+    return Path(os.environ.get("REWARD_LAB_CONTENT", "/content"))
+
+
+def drive_root() -> Path:
+    """Where Google Drive's `MyDrive` appears once mounted: the only storage that outlives a Colab runtime."""
+    return content_root() / "drive" / "MyDrive"
+
+
+def setup(install: bool | None = None, drive: bool = True) -> dict[str, str]:
     """Prepare the runtime for a notebook and print the versions in use.
 
-    In Colab it installs the kit's pinned requirements (never torch: Colab's own build matches its
-    CUDA). Elsewhere it installs nothing: `make setup` already did. If a package had already been
-    imported at another version, it says that the runtime must be restarted.
+    In Colab it installs the kit's pinned runtime libraries (never torch, whose build matches Colab's CUDA,
+    and never jupyter/papermill/pytest, which Colab's own kernel runs on) and mounts Google Drive, where
+    every notebook of the course finds what the previous ones wrote. Elsewhere it installs nothing:
+    `make setup` already did. If a package had already been imported at another version, it says that the
+    runtime must be restarted.
 
     Args:
         install: force (True) or skip (False) the pip install; default: only in Colab.
+        drive: mount Google Drive in Colab (default True); False keeps the run on this runtime's disk only.
 
     Returns:
         The versions dict, as printed.
@@ -128,29 +148,65 @@ def setup(install: bool | None = None) -> dict[str, str]:
                   "Runtime -> Restart session, then run this notebook again from the top.")
     found = versions()
     print("  ".join(f"{k} {v}" for k, v in found.items()))
+    if in_colab() and drive:
+        mount_drive()
     return found
 
 
 def mount_drive() -> bool:
-    """In Colab, mount Google Drive so RUN_DIR (and checkpoints) survive a disconnect; elsewhere do nothing.
+    """In Colab, mount Google Drive so that RUN_DIR outlives this runtime; elsewhere do nothing.
 
-    Call it before the parameters cell: `default_run_dir()` then points into Drive. Returns True if mounted.
+    Each Colab notebook runs in its own runtime whose disk is wiped, so the course keeps its run folder on
+    Drive. If mounting fails (declined, or no Drive), this says plainly what that costs instead of raising.
+    Returns True if Drive is mounted.
     """
     if not in_colab():
         return False
-    from google.colab import drive  # type: ignore[import-not-found]
+    if drive_root().is_dir():
+        return True
+    try:
+        from google.colab import drive  # type: ignore[import-not-found]
 
-    drive.mount(str(DRIVE_ROOT.parent))
-    return True
+        drive.mount(str(drive_root().parent))
+    except Exception as err:  # noqa: BLE001 - Colab raises several types when the user declines
+        print(f"Google Drive is not mounted ({type(err).__name__}: {err}). RUN_DIR falls back to this runtime's "
+              f"disk ({content_root()}), which is wiped when the runtime ends: the next notebook, in its own "
+              "runtime, will not find these files. Rerun this cell and allow access to keep them.")
+        return False
+    return drive_root().is_dir()
 
 
 def default_run_dir() -> str:
-    """RUN_DIR default: $REWARD_LAB_RUN_DIR, else Google Drive when mounted, else `runs/default`."""
+    """RUN_DIR default: $REWARD_LAB_RUN_DIR; in Colab, Google Drive (or, unmounted, local disk); else `runs/default`."""
     if os.environ.get("REWARD_LAB_RUN_DIR"):
         return os.environ["REWARD_LAB_RUN_DIR"]
-    if in_colab() and DRIVE_ROOT.is_dir():
-        return str(DRIVE_ROOT / "reward-lab" / "runs" / "default")
+    if in_colab():
+        root = drive_root() if drive_root().is_dir() else content_root()
+        return str(root / "reward-lab" / "runs" / "default")
     return str(KIT_ROOT / "runs" / "default")
+
+
+def large_files_dir(run_dir) -> Path:
+    """Where a notebook writes big artifacts (merged models, exports): RUN_DIR itself, except on Colab's Drive.
+
+    A free Drive holds 15 GB and a merged 8B reward model alone is 15 GB, so in Colab they go to the local disk
+    (`/content/reward-lab-local/<run name>`), and later notebooks rebuild them from the small files on Drive.
+    """
+    run_dir = Path(run_dir).resolve()
+    drive = drive_root().resolve() if drive_root().is_dir() else None
+    if in_colab() and drive is not None and run_dir.is_relative_to(drive):
+        return content_root() / "reward-lab-local" / run_dir.name
+    return run_dir
+
+
+def kit_subprocess_env() -> dict[str, str]:
+    """The environment for a `python -m helpers...` subprocess, with this kit importable.
+
+    In Colab the kit is cloned, not installed: only the kernel's `sys.path` has it, and a subprocess starts
+    from the environment, not from that list. PYTHONPATH carries it across.
+    """
+    paths = [str(KIT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
 def set_seed(seed: int) -> None:
@@ -183,9 +239,9 @@ def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | 
     """Choose the training dtype from the hardware, as PITFALLS.md explains.
 
     CUDA with compute capability >= 8.0 (A100, L4, H100) -> bf16. 7.x (T4, V100) -> fp16: their bf16
-    is emulated, even though `torch.cuda.is_bf16_supported()` may say True. CPU -> bf16 autocast,
-    because TRL casts a quantized model's trainable parameters to bf16 and fp32 matmuls against them
-    fail ("expected m1 and m2 to have the same dtype").
+    is emulated, even though `torch.cuda.is_bf16_supported()` may say True. CPU -> bf16 autocast, the
+    CPU's closest twin of 16-bit GPU compute: accelerate enables fp16 autocast only on GPUs (accelerate/
+    accelerator.py, `native_amp`). Trainable parameters stay fp32 everywhere (`helpers.train.keep_trainable_fp32`).
 
     Args:
         device: "cuda" or "cpu"; default: cuda when available.
@@ -196,12 +252,29 @@ def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         return DtypeChoice(torch.bfloat16, True, False,
-                           "CPU: bf16 autocast (TRL casts quantized-model adapters to bf16)")
+                           "CPU: bf16 autocast (accelerate has no fp16 autocast on CPU)")
     major, minor = compute_capability or torch.cuda.get_device_capability()
     if major >= 8:
         return DtypeChoice(torch.bfloat16, True, False, f"GPU compute capability {major}.{minor} >= 8.0: native bf16")
     return DtypeChoice(torch.float16, False, True,
                        f"GPU compute capability {major}.{minor} < 8.0: fp16 (bf16 is emulated)")
+
+
+def dtype_policy(name: str = "auto") -> DtypeChoice:
+    """`pick_dtype()` for "auto", or the policy a learner forces: "fp16" (a T4's) or "bf16".
+
+    Forcing "fp16" on a CPU builds the trainer exactly as on a T4 (`fp16=True`, fp16 weights); accelerate
+    enables fp16 autocast only on GPUs, so the CPU computes in fp32 but the set-up checks still apply.
+    """
+    import torch
+
+    choices = {"fp16": DtypeChoice(torch.float16, False, True, "forced: fp16 (a T4's policy)"),
+               "bf16": DtypeChoice(torch.bfloat16, True, False, "forced: bf16")}
+    if name == "auto":
+        return pick_dtype()
+    if name not in choices:
+        raise ValueError(f"DTYPE={name!r} is not one of 'auto', 'fp16', 'bf16'.")
+    return choices[name]
 
 
 def hardware_report() -> dict:

@@ -33,7 +33,7 @@ class Profile:
     gradient_checkpointing: bool = True
     eval_batch_size: int = 8
     logging_steps: int = 10
-    save_steps: int = 100  # checkpoints for resuming after a disconnect
+    save_steps: int = 0  # checkpoints for resuming; 0: about every 10 minutes of T4 time (resources.checkpoint_steps)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -61,6 +61,11 @@ class Profile:
         if model_id in (TINY_RM_BASE, TINY_POLICY):
             return str(Path(run_dir) / "models" / model_id)
         return model_id
+
+    @property
+    def hub_models(self) -> tuple[str, ...]:
+        """The Hugging Face ids this profile downloads (none for tiny); LLaMA ids are gated, each separately."""
+        return tuple(m for m in (self.rm_base, self.policy_base) if m not in (TINY_RM_BASE, TINY_POLICY))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,21 +135,49 @@ def get_profile(name: str, **overrides) -> Profile:
     return replace(profile, **overrides) if overrides else profile
 
 
-def download_models(profile: Profile, token: str | None = None) -> dict[str, dict]:
+def check_profile_access(profile: Profile, token: str | None = None) -> dict[str, str]:
+    """Check access to every hub model of the profile; one error naming each licence page still to accept.
+
+    Meta gates each LLaMA repository separately: access to Meta-Llama-3-8B does not grant Llama-3.2-3B-Instruct.
+
+    Raises:
+        KitError: listing every model that cannot be read, with its licence page and the fix.
+    """
+    from .env import KitError, check_model_access
+
+    access, problems = {}, []
+    for model_id in profile.hub_models:
+        try:
+            access[model_id] = check_model_access(model_id, token)
+        except KitError as err:
+            problems.append(f"- {err}")
+    if problems:
+        raise KitError(f"Profile '{profile.name}' needs {len(profile.hub_models)} gated model(s); "
+                       f"{len(problems)} cannot be read yet:\n" + "\n".join(problems))
+    return access
+
+
+def download_models(profile: Profile, token: str | None = None, weights: bool | None = None) -> dict[str, dict]:
     """Fetch the profile's hub models into the local HF cache (weights as safetensors only).
 
-    A workshop runs this once while the network is good; later notebooks then load from the cache.
+    A workshop machine runs this once while the network is good; later notebooks then load from the cache.
+    In Colab every notebook has its own runtime and cache, so by default only configs and tokenizers are
+    fetched here (a check that they load); each notebook downloads the weights it uses.
+
+    Args:
+        weights: also fetch the weights; default: not in Colab, yes elsewhere.
     """
     from huggingface_hub import snapshot_download
 
-    from .env import check_model_access, get_hf_token
+    from .env import get_hf_token, in_colab
 
     token = token or get_hf_token()
+    weights = not in_colab() if weights is None else weights
+    check_profile_access(profile, token)
+    patterns = ["*.json", "tokenizer*", "*.model", "*.txt"] + (["*.safetensors"] if weights else [])
     fetched = {}
     for which in ("rm_base", "policy_base"):
         model_id = getattr(profile, which)
-        check_model_access(model_id, token)
-        path = snapshot_download(model_id, token=token,
-                                 allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"])
-        fetched[model_id] = {"path": path, "role": which}
+        path = snapshot_download(model_id, token=token, allow_patterns=patterns)
+        fetched[model_id] = {"path": path, "role": which, "weights": weights}
     return fetched

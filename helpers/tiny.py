@@ -1,7 +1,8 @@
 """Offline tiny models for the `tiny` profile, built from config on this machine in seconds.
 
 * `tiny-llama3`: a LLaMA-3-style decoder (`LlamaConfig`) with a byte-level BPE tokenizer trained on the
-  kit's own text, LLaMA-3's special tokens and chat template. The reward-model base.
+  kit's own text and LLaMA-3's special tokens. The reward-model base. Like Meta-Llama-3-8B it is a *base*
+  model: no chat template, EOS `<|end_of_text|>`, no pad token, BOS added by the tokenizer itself.
 * `tiny-qwen2`: a Qwen2-style causal LM with a ChatML tokenizer. The KTO policy.
 
 Same seed -> same tokenizer and weights (checked by `state_checksum`). An optional causal-LM warm-up on
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from .env import KIT_ROOT
@@ -59,7 +60,13 @@ def kit_texts(split: str = "train", data_dir: Path | None = None) -> list[list[d
 
 
 def build_tokenizer(texts: list[str], style: str = "llama3", vocab_size: int = 4096) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on `texts` with LLaMA-3 ("llama3") or ChatML ("chatml") specials."""
+    """Train a byte-level BPE tokenizer on `texts` with LLaMA-3 ("llama3") or ChatML ("chatml") specials.
+
+    "llama3" copies what Meta-Llama-3-8B's *base* tokenizer does, quirks included: BOS `<|begin_of_text|>` added
+    to every encoded text, EOS `<|end_of_text|>` (the chat template ends turns with `<|eot_id|>` instead), no
+    pad token and no chat template (`helpers.train.prepare_reward_tokenizer` adds both). "chatml" is an
+    instruct-style tokenizer with its template, like the policy of notebook 05.
+    """
     if style not in ("llama3", "chatml"):
         raise ValueError(f"style must be 'llama3' or 'chatml', got {style!r}")
     special = LLAMA3_SPECIAL_TOKENS if style == "llama3" else CHATML_SPECIAL_TOKENS
@@ -70,8 +77,10 @@ def build_tokenizer(texts: list[str], style: str = "llama3", vocab_size: int = 4
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(texts, trainer)
     if style == "llama3":
-        return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                       pad_token=LLAMA3_PAD_TOKEN, chat_template=LLAMA3_CHAT_TEMPLATE)
+        bos = "<|begin_of_text|>"
+        bpe.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                           special_tokens=[(bos, bpe.token_to_id(bos))])
+        return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=bos, eos_token="<|end_of_text|>")
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=CHATML_CHAT_TEMPLATE)
 
@@ -97,11 +106,15 @@ def state_checksum(model: torch.nn.Module) -> str:
 
 
 def warm_up(model, tokenizer, conversations, steps: int, seed: int, block: int = 128, batch: int = 16,
-            lr: float = 3e-3) -> dict:
-    """Causal-LM training on packed chat-formatted text; returns the loss before and after."""
+            lr: float = 3e-3, chat_template: str | None = None) -> dict:
+    """Causal-LM training on packed chat-formatted text; returns the loss before and after.
+
+    Args:
+        chat_template: for a base tokenizer without one (tiny-llama3), the template to format the text with.
+    """
     ids = []
     for conv in conversations:
-        ids += tokenizer.apply_chat_template(conv, tokenize=True, return_dict=False)
+        ids += tokenizer.apply_chat_template(conv, tokenize=True, return_dict=False, chat_template=chat_template)
     n_blocks = len(ids) // block
     data = torch.tensor(ids[: n_blocks * block]).view(n_blocks, block)
     gen = torch.Generator().manual_seed(seed)
@@ -142,7 +155,8 @@ def build_tiny_model(style: str, out_dir: str | Path, seed: int = 0, warmup_step
     model_cls, config = _model_config(style, tokenizer, hidden, layers)
     torch.manual_seed(seed)
     model = model_cls(config)
-    warm = warm_up(model, tokenizer, conversations, warmup_steps, seed) if warmup_steps else {}
+    template = LLAMA3_CHAT_TEMPLATE if style == "llama3" else None
+    warm = warm_up(model, tokenizer, conversations, warmup_steps, seed, chat_template=template) if warmup_steps else {}
     if style == "chatml":
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id

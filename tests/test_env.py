@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -85,9 +87,12 @@ def test_setup_in_colab_installs_pinned_requirements_but_never_torch(monkeypatch
     monkeypatch.setattr(env.subprocess, "run", lambda cmd, check: calls.append(cmd))
     import transformers  # noqa: F401 - imported before setup(), as if a cell had run out of order
 
-    env.setup()
+    env.setup(drive=False)
     packages = calls[0][calls[0].index("-q") + 1:]
     assert "trl==1.16.0" in packages and not any(p.startswith("torch") for p in packages)
+    # Colab's kernel runs on its own jupyter packages: the test and papermill tools must never be installed there
+    dev = ("papermill", "nbval", "nbformat", "ipykernel", "pytest")
+    assert not [p for p in packages if p.split("==")[0] in dev], packages
     assert "Restart session" in capsys.readouterr().out
 
 
@@ -104,3 +109,45 @@ def test_model_access_offline_says_use_tiny(monkeypatch):
 
 def test_mount_drive_does_nothing_outside_colab():
     assert env.mount_drive() is False
+
+
+def test_run_dir_in_colab_is_on_drive_and_big_files_stay_local(monkeypatch, tmp_path):
+    content = tmp_path / "content"
+    monkeypatch.setenv("REWARD_LAB_CONTENT", str(content))
+    monkeypatch.delenv("REWARD_LAB_RUN_DIR", raising=False)
+    monkeypatch.setattr(env, "in_colab", lambda: True)
+    # Drive not mounted: the run folder is on the runtime's disk (and mount_drive said what that costs)
+    assert default_run_dir() == str(content / "reward-lab" / "runs" / "default")
+    assert env.large_files_dir(default_run_dir()) == (content / "reward-lab" / "runs" / "default").resolve()
+    drive = tmp_path / "real_drive"
+    drive.mkdir()
+    (content / "drive").mkdir(parents=True)
+    (content / "drive" / "MyDrive").symlink_to(drive)  # what drive.mount leaves behind
+    run_dir = default_run_dir()
+    assert run_dir == str(content / "drive" / "MyDrive" / "reward-lab" / "runs" / "default")
+    assert env.large_files_dir(run_dir) == content / "reward-lab-local" / "default"
+
+
+def test_mount_drive_failure_is_explained_not_raised(monkeypatch, tmp_path, capsys):
+    import sys
+    import types
+
+    monkeypatch.setenv("REWARD_LAB_CONTENT", str(tmp_path))
+    monkeypatch.setattr(env, "in_colab", lambda: True)
+    declined = types.SimpleNamespace(mount=lambda *a, **k: (_ for _ in ()).throw(ValueError("mount failed")))
+    monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(drive=declined))
+    assert env.mount_drive() is False
+    assert "will not find these files" in capsys.readouterr().out
+
+
+def test_subprocess_env_makes_a_cloned_kit_importable(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    paths = env.kit_subprocess_env()["PYTHONPATH"].split(os.pathsep)
+    assert paths == [str(env.KIT_ROOT), "/elsewhere"]
+
+
+def test_dtype_policy_can_force_the_t4_policy():
+    assert env.dtype_policy("fp16").fp16 and not env.dtype_policy("fp16").bf16
+    assert env.dtype_policy("auto") == pick_dtype()
+    with pytest.raises(ValueError, match="DTYPE='fp32' is not one of"):
+        env.dtype_policy("fp32")

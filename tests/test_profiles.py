@@ -46,3 +46,28 @@ def test_quantization_must_be_known():
     assert get_profile("tiny", quantization=None).quantization is None
     with pytest.raises(ValueError, match=r"quantization='3bit' is not supported; use one of \('8bit', '4bit', None\)"):
         get_profile("tiny", quantization="3bit")
+
+
+def test_access_check_names_every_gated_model_and_its_licence_page(monkeypatch):
+    """Meta gates each repository separately: one error must list all that are missing, not only the first."""
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    from helpers.env import KitError
+    from helpers.profiles import check_profile_access
+
+    class Gated(GatedRepoError):
+        def __init__(self, message):  # the hub's own error needs an HTTP response; the type is what matters
+            Exception.__init__(self, message)
+
+    def gated(self, model_id, token=None):
+        raise Gated(f"gated: {model_id}")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", gated)
+    profile = get_profile("llama3-8b")
+    assert profile.hub_models == ("meta-llama/Meta-Llama-3-8B", "meta-llama/Llama-3.2-3B-Instruct")
+    with pytest.raises(KitError) as err:
+        check_profile_access(profile, token="x")
+    for model_id in profile.hub_models:
+        assert f"https://huggingface.co/{model_id}" in str(err.value)
+    assert get_profile("tiny").hub_models == () and check_profile_access(get_profile("tiny")) == {}

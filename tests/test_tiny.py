@@ -3,6 +3,7 @@ import warnings
 import pytest
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -10,6 +11,7 @@ from transformers import (
 )
 
 from helpers.tiny import LLAMA3_SPECIAL_TOKENS, build_tiny_model, build_tokenizer, kit_texts
+from helpers.train import prepare_reward_tokenizer
 
 TWO_TURNS = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
              {"role": "user", "content": "什么是人工智能?"}, {"role": "assistant", "content": "AI."}]
@@ -37,12 +39,26 @@ def test_warm_up_lowers_the_language_model_loss(tiny_dirs):
     assert manifests["llama3"]["loss_last10"] < manifests["llama3"]["loss_first10"]
 
 
-def test_llama3_tokenizer_has_special_tokens_and_chat_template(tiny_dirs):
+def test_llama3_tokenizer_is_a_base_tokenizer_with_metas_quirks(tiny_dirs):
+    """Like Meta-Llama-3-8B's base tokenizer: no chat template, EOS <|end_of_text|>, no pad, BOS added itself."""
     tok = AutoTokenizer.from_pretrained(tiny_dirs[0] / "llama3")
     for token in LLAMA3_SPECIAL_TOKENS:
         assert tok.convert_tokens_to_ids(token) != tok.unk_token_id
         assert len(tok(token, add_special_tokens=False).input_ids) == 1
+    assert tok.chat_template is None and tok.pad_token is None and tok.eos_token == "<|end_of_text|>"
+    with pytest.raises(ValueError, match="chat_template"):
+        tok.apply_chat_template(TWO_TURNS, tokenize=False)
+    bos = tok.convert_tokens_to_ids("<|begin_of_text|>")
+    assert tok("Hi").input_ids[0] == bos and tok("Hi", add_special_tokens=False).input_ids[0] != bos
+    config = AutoConfig.from_pretrained(tiny_dirs[0] / "llama3")
+    assert config.pad_token_id is None and config.eos_token_id == tok.eos_token_id and config.bos_token_id == bos
+
+
+def test_llama3_tokenizer_after_prepare_reward_tokenizer_renders_metas_template(tiny_dirs):
+    tok = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(tiny_dirs[0] / "llama3"))
     assert tok.pad_token == "<|finetune_right_pad_id|>" and tok.pad_token_id != tok.eos_token_id
+    ids = tok.apply_chat_template(TWO_TURNS, tokenize=True, return_dict=False)
+    assert ids.count(tok.bos_token_id) == 1  # the template's BOS only: chat tokenization adds no second one
     assert tok.apply_chat_template(TWO_TURNS, tokenize=False) == (
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
