@@ -16,7 +16,7 @@
 # | profile | hardware | time for this notebook |
 # |---|---|---|
 # | `tiny` | any CPU, offline | about 1 minute |
-# | `llama3-8b` | Colab T4 16 GB or better | 5–10 minutes (downloads ~16 GB) |
+# | `llama3-8b` | Colab T4 16 GB or better | a few minutes (configs and tokenizers only in Colab; elsewhere it downloads ~22 GB of weights) |
 
 # %% [markdown]
 # ## Set up the runtime
@@ -25,22 +25,28 @@
 
 # %%
 import os, sys
-if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
-    if not os.path.isdir("/content/reward-lab"):
-        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
-    sys.path.insert(0, "/content/reward-lab")
+if "google.colab" in sys.modules:  # Colab: fetch the kit into /content once; elsewhere `make setup` installed it
+    if not os.path.isdir("reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab
+    sys.path.insert(0, os.path.abspath("reward-lab"))
 from helpers import setup, default_run_dir
-versions = setup()
+versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% [markdown]
 # ## Parameters
-# `PROFILE` picks models and sizes; `RUN_DIR` is the folder every notebook of this run reads and writes
-# (on Google Drive when it is mounted, so a Colab disconnect loses nothing); `SEED` fixes the randomness.
-# papermill replaces this cell's values when it runs the course (`make run`).
+# `PROFILE` picks models and sizes; `RUN_DIR` is the folder every notebook of this run reads and writes;
+# `SEED` fixes the randomness. papermill replaces this cell's values when it runs the course (`make run`).
+#
+# **In Colab every notebook runs in its own runtime**, and a runtime's disk (`/content`) is wiped when it ends.
+# So `RUN_DIR` defaults to Google Drive (`MyDrive/reward-lab/runs/default`), which `setup()` mounted above: it is
+# how notebook 02 finds the data 01 wrote. Decline the mount and `RUN_DIR` falls back to `/content`, where the
+# next notebook will not find anything. Drive is small (15 GB free), so the big files — a merged 8B reward
+# model is 15 GB — go to the runtime's local disk instead, and notebooks 04 and 05 rebuild them from the small
+# adapter kept on Drive.
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
-RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 
 # %%
@@ -73,8 +79,9 @@ with expect_error(ValueError):
 # traceback ten minutes later.
 #
 # The dtype policy: GPUs of compute capability 8.0 or more (A100, L4, H100) train in **bf16**. A T4 (7.5)
-# *reports* bf16 support but emulates it slowly, so it trains in **fp16**. On CPU the 8-bit path needs
-# **bf16 autocast**, because TRL casts a quantized model's trainable weights to bf16.
+# *reports* bf16 support but emulates it slowly, so it trains in **fp16**. On CPU the course computes under
+# **bf16 autocast**, the CPU's closest twin of a GPU's 16-bit compute (accelerate offers no fp16 autocast on a
+# CPU). Whatever the compute dtype, the few *trainable* weights are kept in fp32: notebook 02 shows why.
 
 # %%
 from helpers import check_hardware, pick_dtype
@@ -86,18 +93,20 @@ print(f"dtype: {dtype.name} ({dtype.reason})")
 
 # %% [markdown]
 # ## Model access
-# LLaMA 3 is *gated*: accept the licence on its model page once, then give Colab a read token as the
-# secret `HF_TOKEN` (key icon in the left bar). The kit reads it from there or from the environment
+# LLaMA 3 is *gated*, and Meta gates each repository on its own: the `llama3-8b` profile needs the licence of
+# [Meta-Llama-3-8B](https://huggingface.co/meta-llama/Meta-Llama-3-8B) (the reward model) **and** of
+# [Llama-3.2-3B-Instruct](https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct) (the KTO policy of notebook 05).
+# Accept both once, then give Colab a read token as the secret `HF_TOKEN` (key icon in the left bar). The kit reads it from there or from the environment
 # variable `HF_TOKEN`; it never asks you to type it and never prints it. The `tiny` profile needs no
 # access at all: its models are built on this machine.
 
 # %%
-from helpers import check_model_access
+from helpers.profiles import check_profile_access
 
 if profile.is_tiny:
     access = {"tiny": "offline: models are built locally, no Hub access needed"}
-else:
-    access = {m: check_model_access(m) for m in (profile.rm_base, profile.policy_base)}
+else:  # Meta gates each repository separately: accept the licence on every page named in an error
+    access = check_profile_access(profile)
 access
 
 # %% [markdown]
@@ -109,7 +118,8 @@ access
 #
 # A short causal-LM *warm-up* on the kit's train split (never the test split) gives them word statistics,
 # so that reward accuracy and generated text in later lessons mean something. On a GPU profile the same
-# cell downloads the real models into the Hugging Face cache instead.
+# cell fetches the real models into the Hugging Face cache instead: in Colab only their configs and tokenizers
+# (each notebook's runtime has its own disk, so each downloads the weights it uses), elsewhere everything.
 
 # %%
 from helpers import build_tiny_models, download_models
@@ -138,17 +148,37 @@ for name, info in models.items():
 # lost — notebook 03 shows how that happens and how to catch it.)
 
 # %%
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+from helpers import get_hf_token
 
 rm_path, policy_path = profile.model_path("rm_base", run_dir), profile.model_path("policy_base", run_dir)
-rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1)
-policy = AutoModelForCausalLM.from_pretrained(policy_path)
+if profile.is_tiny:
+    rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1)
+    policy = AutoModelForCausalLM.from_pretrained(policy_path)
+else:  # 8B + 3B would need ~22 GB of RAM just to print a head: build them on the "meta" device (shapes only)
+    with torch.device("meta"):
+        rm_base = AutoModelForSequenceClassification.from_config(
+            AutoConfig.from_pretrained(rm_path, token=get_hf_token()), num_labels=1)
+        policy = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(policy_path, token=get_hf_token()))
 print(type(rm_base).__name__, "head:", rm_base.score)
 print(type(policy).__name__, f"{sum(p.numel() for p in policy.parameters()):,} parameters")
 
 # %% [markdown]
 # The chat template turns a conversation into the exact token stream the model sees. Reward models score
-# *conversations*, so notebooks 01–05 all go through this template.
+# *conversations*, so notebooks 01–05 all go through one. A **base** model such as Meta-Llama-3-8B ships
+# none (only Instruct models do), and neither does the tiny base built above, which copies that quirk:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from transformers import AutoTokenizer
+
+rm_tokenizer = AutoTokenizer.from_pretrained(rm_path, token=get_hf_token())
+print(f"chat template: {rm_tokenizer.chat_template}; eos {rm_tokenizer.eos_token!r}, pad {rm_tokenizer.pad_token!r}")
+
+# %% [markdown]
+# So the kit gives it LLaMA 3's own template (and a pad token that is not EOS: notebook 02 explains why),
+# exactly as notebooks 01 and 02 do before they tokenize anything:
 
 # %%
 conversation = [
@@ -157,7 +187,9 @@ conversation = [
     {"role": "user", "content": "Give one example."},
     {"role": "assistant", "content": "A spam filter that learns from examples."},
 ]
-rm_tokenizer = AutoTokenizer.from_pretrained(rm_path)
+from helpers.train import prepare_reward_tokenizer
+
+rm_tokenizer = prepare_reward_tokenizer(rm_tokenizer)
 print(rm_tokenizer.apply_chat_template(conversation, tokenize=False))
 
 # %% [markdown]

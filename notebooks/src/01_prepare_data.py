@@ -25,12 +25,12 @@
 
 # %%
 import os, sys
-if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
-    if not os.path.isdir("/content/reward-lab"):
-        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
-    sys.path.insert(0, "/content/reward-lab")
+if "google.colab" in sys.modules:  # Colab: fetch the kit into /content once; elsewhere `make setup` installed it
+    if not os.path.isdir("reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab
+    sys.path.insert(0, os.path.abspath("reward-lab"))
 from helpers import setup, default_run_dir
-versions = setup()
+versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% [markdown]
 # ## Parameters
@@ -41,7 +41,7 @@ versions = setup()
 # %% tags=["parameters"]
 from helpers import KIT_ROOT
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
-RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 DATA_PATH = str(KIT_ROOT / "data" / "preferences.jsonl")  # preference pairs
 UNPAIRED_PATH = str(KIT_ROOT / "data" / "unpaired.jsonl")  # natively unpaired rows for KTO

@@ -18,38 +18,32 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | 1–2 minutes |
-# | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | about 1–2 hours on a T4 for 3 epochs of the kit's pairs |
+# | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | computed, not yet measured: ~25 minutes of training on a T4 (96 steps), plus the 16 GB download; peak GPU 13.1 GiB |
 
 # %%
 import os, sys
-if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
-    if not os.path.isdir("/content/reward-lab"):
-        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
-    sys.path.insert(0, "/content/reward-lab")
+if "google.colab" in sys.modules:  # Colab: fetch the kit into /content once; elsewhere `make setup` installed it
+    if not os.path.isdir("reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab
+    sys.path.insert(0, os.path.abspath("reward-lab"))
 from helpers import setup, default_run_dir
-versions = setup()
-
-# %% [markdown]
-# **Colab: keep the run on Google Drive.** Training takes a while and Colab sessions disconnect. Mount Drive
-# *before* the parameters cell: `RUN_DIR` then defaults to `MyDrive/reward-lab/runs/default`, checkpoints
-# are written there, and after a disconnect you rerun this notebook with `RESUME = True`.
-
-# %%
-from helpers import mount_drive
-mount_drive()  # Colab only: RUN_DIR on Drive; does nothing elsewhere
+versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
-RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 RESUME = False  # True: continue from the newest checkpoint in RUN_DIR/rm_adapter/checkpoints/
 QUANTIZATION = "profile"  # "profile" (8bit), "8bit", "4bit" (QLoRA) or "none" (full-precision base)
 MAX_STEPS = -1  # > 0: stop after this many optimizer steps (quick smoke runs)
+DTYPE = "auto"  # "auto" (from the hardware), or force "fp16" (a T4's policy, also on CPU) or "bf16"
+STORAGE_STEPS = -1  # steps of the bf16-vs-fp32 experiment; -1: 32 on tiny, 8 on a GPU profile; 0: skip it
 
 # %%
 import time
 import torch
-from helpers import check_hardware, get_hf_token, get_profile, pick_dtype, prepare_run_dir, set_seed
+from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
+from helpers.env import dtype_policy
 from helpers.data import require_inputs
 
 overrides = {} if QUANTIZATION == "profile" else {"quantization": None if QUANTIZATION == "none" else QUANTIZATION}
@@ -58,7 +52,7 @@ run_dir = prepare_run_dir(RUN_DIR)
 rm_path = profile.model_path("rm_base", run_dir)
 require_inputs([run_dir / "data" / "train.jsonl", run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
 require_inputs([rm_path] if profile.is_tiny else [], notebook="00_setup")
-hardware, dtype = check_hardware(profile), pick_dtype()
+hardware, dtype = check_hardware(profile), dtype_policy(DTYPE)
 set_seed(SEED)  # before loading: the new score head is initialised at random
 print(f"profile {profile.name}, quantization {profile.quantization}, dtype {dtype.name}: {dtype.reason}")
 
@@ -184,12 +178,17 @@ with expect_error(ValueError):
 # ## RewardConfig
 # Every value comes from the profile (print `profile` to see them). Note the TRL defaults we override:
 # learning rate 1e-4 → the profile's, gradient checkpointing on → the profile's, bf16 on → the dtype policy
-# (fp16 on a T4). Evaluation runs on the held-out split every epoch; checkpoints every `save_steps`.
+# (fp16 on a T4). Evaluation runs on the held-out split every epoch; checkpoints every `save_steps`, which the
+# profile sets to about ten minutes of T4 time (`helpers.resources.checkpoint_steps`): a Colab disconnect then
+# costs at most that. The checkpoints go to `RUN_DIR` — on Google Drive in Colab — and only the newest two are
+# kept (`save_total_limit=2`): each holds the adapter and its optimizer state, tens of MB for the 8B profile.
 
 # %%
 from trl import RewardConfig
+from helpers.resources import checkpoint_steps
 
 checkpoint_dir = run_dir / "rm_adapter" / "checkpoints"
+save_steps = profile.save_steps or checkpoint_steps(profile)  # computed: ~10 minutes of T4 time per checkpoint
 args = RewardConfig(
     output_dir=str(checkpoint_dir), seed=SEED, max_length=profile.max_length,
     learning_rate=profile.learning_rate, num_train_epochs=profile.num_train_epochs, max_steps=MAX_STEPS,
@@ -198,11 +197,11 @@ args = RewardConfig(
     per_device_eval_batch_size=profile.eval_batch_size, gradient_checkpointing=profile.gradient_checkpointing,
     bf16=dtype.bf16, fp16=dtype.fp16, use_cpu=hardware["device"] == "cpu",
     eval_strategy="epoch", logging_steps=profile.logging_steps,
-    save_strategy="steps", save_steps=profile.save_steps, save_total_limit=2,
+    save_strategy="steps", save_steps=save_steps, save_total_limit=2,
     report_to="tensorboard",  # event files under checkpoints/runs/
 )
 print(f"lr {args.learning_rate}, batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps}, "
-      f"epochs {args.num_train_epochs}, bf16 {args.bf16}, fp16 {args.fp16}")
+      f"epochs {args.num_train_epochs}, bf16 {args.bf16}, fp16 {args.fp16}, checkpoint every {args.save_steps} steps")
 
 # %%
 from trl import RewardTrainer
@@ -210,8 +209,28 @@ from trl import RewardTrainer
 trainer = RewardTrainer(model=model, args=args, train_dataset=train, eval_dataset=test,
                         processing_class=tokenizer, peft_config=lora_config)
 trainer.model.print_trainable_parameters()
-print(f"{len(trainer.train_dataset)} training pairs after TRL's length filter "
+train_pairs_used = len(trainer.train_dataset)
+print(f"{train_pairs_used} training pairs after TRL's length filter "
       f"(audit predicted {audit['pairs'] - audit['over_max_length']})")
+
+# %% [markdown]
+# ## Keep the trainable weights in fp32
+# Look at what `RewardTrainer` just did to a quantized model: it **cast every trainable parameter — LoRA and the
+# `score` head — to bf16** (trl/trainer/reward_trainer.py: "When using QLoRA, the PEFT adapter weights are
+# converted to bf16"). That breaks two things. On a T4 (`fp16=True`) the first optimizer step crashes: the CUDA
+# GradScaler cannot unscale bf16 gradients (`"_amp_foreach_non_finite_check_and_unscale_cuda" not implemented for
+# 'BFloat16'`). And everywhere, small updates vanish: near |w| = 0.02 two neighbouring bf16 numbers are 1.2e-4
+# apart, so an AdamW step of ~1e-5 (the 8B profile's learning rate) rounds back to the same weight. So we store
+# them in fp32 again before training; the matrix products still run in the fast 16-bit autocast dtype.
+
+# %%
+from helpers.train import check_trainable_fp32, keep_trainable_fp32
+
+stored_before = keep_trainable_fp32(trainer.model)
+check_trainable_fp32(trainer.model)  # what the GradScaler needs under fp16; raises otherwise
+head = trainer.model.base_model.model.score.modules_to_save["default"].weight
+head_before_training = head.detach().clone()
+print(f"trainable values as TRL left them: {stored_before}; now all fp32; head {head.dtype}")
 
 # %% [markdown]
 # ## The Bradley–Terry loss, by hand
@@ -237,12 +256,20 @@ assert torch.allclose(by_hand, by_trainer, atol=1e-6), "the trainer's loss shoul
 # `RESUME = True` picks the newest checkpoint in `RUN_DIR/rm_adapter/checkpoints/` and continues from it
 # (optimizer, scheduler, data order and RNG state included), so a disconnect costs at most `save_steps`.
 
+#
+# A disconnect *during* a save leaves a half-written `checkpoint-N/` (adapter files, no `trainer_state.json`, which
+# the Trainer writes last). `latest_checkpoint` skips such folders, says so, and takes the newest complete one.
+
 # %%
-from helpers.train import latest_checkpoint
+from helpers.train import latest_checkpoint, whole_run_loss
 
 resume_from = latest_checkpoint(checkpoint_dir) if RESUME else None
 print(f"resuming from {resume_from}" if resume_from else "training from the start")
 train_result = trainer.train(resume_from_checkpoint=resume_from)
+head_moved = (head.detach() != head_before_training).float().mean().item()
+assert head_moved > 0.5, f"only {head_moved:.0%} of the head's entries changed: the updates were lost"
+train_loss = whole_run_loss(trainer.state.log_history)  # after a resume, train_result covers this session only
+print(f"{head_moved:.0%} of the head's entries changed; training loss over the whole run {train_loss:.4f}")
 train_result.metrics
 
 # %% [markdown]
@@ -311,13 +338,68 @@ with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as f:
 print(sorted(p.name for p in adapter_dir.iterdir()))
 print("head saved with the adapter:", head_keys)
 
+# %% [markdown]
+# ## Why fp32 storage matters: the experiment
+# The trained model is saved, so we free it (on a T4 two 8B models do not fit) and run the same training twice
+# from the same start, at the `llama3-8b` profile's learning rate (1e-5) for `STORAGE_STEPS` steps: once with
+# the trainable weights stored in bf16 as TRL leaves them, once in fp32 as above. We count how many entries of
+# the head and of the LoRA matrices changed at all, and score the held-out pairs.
+
+# %%
+import gc
+
+del trainer, model
+gc.collect()
+if torch.cuda.is_available():
+    torch.cuda.empty_cache()
+gpu_lr = get_profile("llama3-8b").learning_rate
+steps = STORAGE_STEPS if STORAGE_STEPS >= 0 else (32 if profile.is_tiny else 8)
+print(f"two runs of {steps} steps at lr {gpu_lr}")
+
+# %%
+import dataclasses
+import tempfile
+
+def fresh_trainer():
+    set_seed(SEED)
+    fresh = AutoModelForSequenceClassification.from_pretrained(
+        rm_path, num_labels=1, quantization_config=bnb_config, dtype=dtype.dtype,
+        device_map={"": 0} if hardware["device"] == "cuda" else None, token=get_hf_token())
+    fresh.config.pad_token_id = tokenizer.pad_token_id
+    if bnb_config is not None:
+        fresh = prepare_model_for_kbit_training(fresh, use_gradient_checkpointing=profile.gradient_checkpointing)
+    quick_args = dataclasses.replace(args, output_dir=tempfile.mkdtemp(), learning_rate=gpu_lr, num_train_epochs=1, max_steps=steps,
+                                     gradient_accumulation_steps=1,
+                                     eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True)
+    return RewardTrainer(model=fresh, args=quick_args, train_dataset=train, processing_class=tokenizer,
+                         peft_config=lora_config)
+
+# %%
+from helpers.train import storage_experiment
+
+storage = storage_experiment(fresh_trainer, test, batch_size=profile.eval_batch_size) if steps else {}
+for name, result in storage.items():
+    print(f"stored in {name:8}: " + (result["error"] if "error" in result else
+          f"head entries changed {result['head_changed']:.0%}, LoRA entries changed {result['lora_changed']:.0%}, "
+          f"held-out accuracy {result['accuracy']:.3f}"))
+
+# %% [markdown]
+# Read the two lines. Stored in bf16, most updates are rounded away: a large share of the head never moves at all
+# — on a T4 under fp16 this run would not even start (the bf16 line then shows the error). Stored in fp32, every
+# entry moves. After so few steps at 1e-5 neither run has learned much yet, so both accuracies are close to
+# chance and may come out in either order: what differs is whether the updates land at all, and over the 8B
+# profile's 3 epochs that difference accumulates. (On a T4 the two short runs take several minutes each;
+# `STORAGE_STEPS = 0` skips them.)
+
 # %%
 from helpers import save_metrics
 
 metrics = {
     "eval_accuracy": eval_accuracy, "eval_margin": eval_margin, "test_pairs": len(test),
-    "train_loss": train_result.metrics["train_loss"], "train_runtime_s": train_result.metrics["train_runtime"],
-    "train_pairs_used": len(trainer.train_dataset), "dropped_over_max_length": audit["over_max_length"],
+    "train_loss": train_loss, "train_loss_this_session": train_result.metrics["train_loss"],
+    "train_runtime_s": train_result.metrics["train_runtime"], "head_entries_changed": head_moved,
+    "trainable_dtype_from_trl": stored_before, "storage_experiment": storage, "save_steps": args.save_steps,
+    "train_pairs_used": train_pairs_used, "dropped_over_max_length": audit["over_max_length"],
     "quantization": profile.quantization, "dtype": dtype.name, "linear8bit_layers": n_8bit,
     "linear4bit_layers": n_4bit, "bt_loss_by_hand": by_hand.item(), "bt_loss_trainer": by_trainer.item(),
     "head_keys_saved": head_keys, "resumed_from": resume_from, "eval_by_epoch": curves["eval"],

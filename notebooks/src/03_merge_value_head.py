@@ -18,28 +18,20 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | 1–2 minutes |
-# | `llama3-8b` | the bf16 merge needs ~17 GB: L4/A100, or a T4 with CPU offload (Colab High-RAM) | 15–25 minutes, ~35 GB of disk |
+# | `llama3-8b` | T4 16 GB: the merge runs shard by shard on the CPU, the checks split the model between GPU and CPU | computed: peak GPU 13.2 GiB, RAM 11.3 GB, local disk 48 GB; Drive gets only small files |
 
 # %%
 import os, sys
-if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
-    if not os.path.isdir("/content/reward-lab"):
-        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
-    sys.path.insert(0, "/content/reward-lab")
+if "google.colab" in sys.modules:  # Colab: fetch the kit into /content once; elsewhere `make setup` installed it
+    if not os.path.isdir("reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab
+    sys.path.insert(0, os.path.abspath("reward-lab"))
 from helpers import setup, default_run_dir
-versions = setup()
-
-# %% [markdown]
-# **Colab:** mount Drive *before* the parameters cell if notebook 02 saved its adapter there; `RUN_DIR` then
-# defaults to `MyDrive/reward-lab/runs/default`.
-
-# %%
-from helpers import mount_drive
-mount_drive()  # Colab only: RUN_DIR on Drive; does nothing elsewhere
+versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
-RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 MERGE_DTYPE = "auto"  # "auto": fp32 on CPU, bf16 (fp16 on a T4) on GPU; or "float32", "bfloat16", "float16"
 N_PROBES = 8  # held-out conversations the verifier scores
@@ -49,10 +41,11 @@ import torch
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
 from helpers.data import require_inputs
 from helpers.merge import merge_dtype
+from helpers.merge_shards import merged_model_dir
 
 profile = get_profile(PROFILE)
 run_dir = prepare_run_dir(RUN_DIR)
-rm_path, adapter_dir, merged_dir = profile.model_path("rm_base", run_dir), run_dir / "rm_adapter", run_dir / "rm_merged"
+rm_path, adapter_dir, merged_dir = profile.model_path("rm_base", run_dir), run_dir / "rm_adapter", merged_model_dir(run_dir)
 require_inputs([run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
 require_inputs([adapter_dir / "adapter_model.safetensors", run_dir / "metrics" / "02_train_reward_model.json"],
                notebook="02_train_reward_model")
@@ -60,6 +53,7 @@ hardware = check_hardware(profile)
 set_seed(SEED)
 dtype = merge_dtype(hardware["device"]) if MERGE_DTYPE == "auto" else getattr(torch, MERGE_DTYPE)
 print(f"profile {profile.name}: merge {rm_path} + {adapter_dir.name} in {dtype} on {hardware['device']}")
+print(f"the merged model goes to {merged_dir}")
 
 # %% [markdown]
 # ## What notebook 02 left
@@ -85,7 +79,7 @@ print(f"score head in the adapter: {list(saved_head.shape)} {saved_head.dtype}; 
 # %% [markdown]
 # ## The reference: the model exactly as it was trained
 # First we rebuild what notebook 02 trained and scored: the base in 8-bit, `prepare_model_for_kbit_training`,
-# the adapter, and its weights in bf16 as TRL kept them. Its held-out accuracy must be notebook 02's. Every
+# the adapter, and its trainable weights in fp32 as notebook 02 kept them. Its held-out accuracy must be notebook 02's. Every
 # later copy is compared with these scores.
 
 # %%
@@ -122,14 +116,18 @@ print(f"merging in {dtype}: fp32 on a CPU; on a GPU bf16 (compute capability >= 
 # ## Reload the base in full precision
 # Same class and `num_labels=1` as in training, no `quantization_config`. The load report says `score.weight`
 # is MISSING — expected, exactly as in notebook 02: the base is a language model. The trained head arrives
-# with the adapter in the next step.
+# with the adapter in the next step. On a GPU, `device_map="auto"` keeps on the GPU what fits and puts the
+# rest in CPU memory: an 8B model in 16 bit (16 GB) is more than a T4's 15 GiB.
 
 # %%
 from transformers import AutoModelForSequenceClassification
 
-device_map = "auto" if hardware["device"] == "cuda" else None  # a T4 offloads part of an 8B model to CPU
+device_map = "auto" if hardware["device"] == "cuda" else None
+# keep ~3 GiB of the GPU free for activations: on a T4, 11.5 GiB of weights (computed in helpers.resources)
+gpu_load = {"device_map": "auto", "max_memory": {0: f"{hardware['gpu_memory_gib'] - 3.2:.1f}GiB", "cpu": "48GiB"}} \
+    if device_map else {}
 base = AutoModelForSequenceClassification.from_pretrained(
-    rm_path, num_labels=1, dtype=dtype, device_map=device_map, token=get_hf_token(),
+    rm_path, num_labels=1, dtype=dtype, token=get_hf_token(), **gpu_load,
 )
 base.config.pad_token_id = tokenizer.pad_token_id  # the reward is read at the last non-pad token
 print(type(base).__name__, base.dtype, "| score head:", base.score)
@@ -138,7 +136,7 @@ print(type(base).__name__, base.dtype, "| score head:", base.score)
 # ## Attach the adapter
 # `PeftModel.from_pretrained` wraps every targeted linear layer with its LoRA matrices and replaces the random
 # `score` with the trained copy saved beside them (PEFT's `modules_to_save`). The head the model now uses is
-# the adapter's, value for value.
+# the adapter's, value for value. Its scores are the reference every merged copy must reproduce.
 
 # %%
 from peft import PeftModel
@@ -150,21 +148,66 @@ print(type(adapted).__name__, "| head from the adapter:",
 scores_adapter = score_pairs(adapted, tokenizer, test, batch_size=profile.eval_batch_size)
 
 # %% [markdown]
-# ## Merge
-# `merge_and_unload()` adds each `B·A` into its base weight, removes the LoRA wrappers and returns the plain
-# transformers model underneath — with the trained head in place. In fp32 the merged model must score like
-# base + adapter to ~1e-7 (we allow 1e-4); in bf16/fp16 rounding allows 2e-2.
+# ## Merge in memory: `merge_and_unload()`
+# `merge_and_unload()` adds each `(alpha / r) · B·A` into its base weight, removes the LoRA wrappers and returns
+# the plain transformers model underneath, with the trained head in place. It needs the whole full-precision
+# model in one place: fine for `tiny`, or for an 8B model on an A100, but not on a T4 or in a free Colab's
+# 12.7 GB of RAM, where `device_map="auto"` had to split the model between GPU and CPU. There we skip it.
 
 # %%
-from helpers.merge import TOLERANCE, compare_scores
+placement = set(getattr(base, "hf_device_map", {"": str(base.device)}).values())
+in_memory = adapted.merge_and_unload() if len(placement) == 1 else None
+if in_memory is not None:
+    lora_left = sum("lora" in name for name, _ in in_memory.named_parameters())
+    print(f"{type(in_memory).__name__}: {lora_left} LoRA parameters left")
+else:
+    print(f"skipped: the model is spread over {sorted(map(str, placement))}; the shard merge below does the same sums")
 
-merged = adapted.merge_and_unload()
+# %% [markdown]
+# ## Merge shard by shard: what fits a T4
+# The merge is the same sum for every weight, so it does not need the whole model at once. `merge_adapter_by_shard`
+# reads the base checkpoint one safetensors shard at a time (≤ 5 GB for LLaMA 3 8B), adds `(alpha / r) · B·A` in
+# fp32, stores the result in the merge dtype, and writes the trained head into a small shard of its own. It runs
+# on the CPU in about one shard of memory, so the same code merges `tiny` here and the 8B model on a free T4.
+
+# %%
+from helpers.merge_shards import merge_adapter_by_shard
+
+merge_adapter_by_shard(rm_path, adapter_dir, merged_dir, dtype, tokenizer.pad_token_id, token=get_hf_token())
+shards = sorted(p.name for p in merged_dir.glob("*.safetensors"))
+print(f"{len(shards)} shard(s): {shards}; {sum(p.stat().st_size for p in merged_dir.glob('*.safetensors')) / 2**20:.1f} MiB")
+
+# %% [markdown]
+# Where both merges ran, they must agree weight for weight (up to the rounding order of a few fp32 sums):
+
+# %%
+from safetensors.torch import load_file
+
+if in_memory is not None:
+    streamed = {k: v for p in merged_dir.glob("*.safetensors") for k, v in load_file(p).items()}
+    memory_state = in_memory.state_dict()
+    weight_diff = max((streamed[k].float() - memory_state[k].detach().float().cpu()).abs().max().item() for k in streamed)
+    print(f"{len(streamed)} tensors; max |shard merge - merge_and_unload| = {weight_diff:.2e}")
+    del streamed, memory_state
+else:
+    weight_diff = None
+del in_memory, adapted, base
+gc.collect()
+
+# %% [markdown]
+# Now load the merged folder like anyone else would, and score the held-out pairs. In fp32 the merged model must
+# score like base + adapter to ~1e-7. In 16 bit every merged weight is rounded once more, so the allowed
+# difference is relative to the size of the rewards: `TOLERANCE` × max |reward|, with 2e-2 for bf16 (8
+# significant bits) and 4e-3 for fp16 (11 bits).
+
+# %%
+from helpers.merge import TOLERANCE, allowed_diff, compare_scores
+
+merged = AutoModelForSequenceClassification.from_pretrained(merged_dir, dtype=dtype, **gpu_load)
 scores_merged = score_pairs(merged, tokenizer, test, batch_size=profile.eval_batch_size)
-merge_diff = compare_scores(scores_adapter, scores_merged)["max_abs_diff"]
-lora_left = sum("lora" in name for name, _ in merged.named_parameters())
-print(f"{type(merged).__name__}: {lora_left} LoRA parameters left; "
-      f"max |merged - (base + adapter)| = {merge_diff:.2e} (allowed {TOLERANCE[dtype]:g} in {dtype})")
-assert merge_diff <= TOLERANCE[dtype], "the merge changed the rewards"
+merge_diff, allowed = compare_scores(scores_adapter, scores_merged)["max_abs_diff"], allowed_diff(scores_adapter, dtype)
+print(f"max |merged - (base + adapter)| = {merge_diff:.2e} (allowed {allowed:.2e} in {dtype})")
+assert merge_diff <= allowed, "the merge changed the rewards"
 
 # %% [markdown]
 # ## How far did quantisation move the rewards?
@@ -202,12 +245,12 @@ print({k: getattr(merged.config, k) for k in ("value_head_prefix", "mean", "std"
 
 # %% [markdown]
 # ## Save
-# `save_pretrained` writes `config.json` (class `LlamaForSequenceClassification`, one label, the pad id, the keys
-# above) and the weights as safetensors; big models are split into shards with an index. The tokenizer goes
-# beside it, chat template included, so the folder is complete on its own.
+# The weights are already on disk; `config.save_pretrained` writes `config.json` again with the keys above (class
+# `LlamaForSequenceClassification`, one label, the pad id), and the tokenizer goes beside it, chat template
+# included, so the folder is complete on its own.
 
 # %%
-merged.save_pretrained(merged_dir)
+merged.config.save_pretrained(merged_dir)
 tokenizer.save_pretrained(merged_dir)
 config = json.loads((merged_dir / "config.json").read_text())
 print(sorted(p.name for p in merged_dir.iterdir()))
@@ -217,14 +260,15 @@ print(sorted(p.name for p in merged_dir.iterdir()))
 # ## The LLaMA-Factory layout
 # LLaMA-Factory keeps a reward model as a **causal LM plus a separate value head**: `value_head.safetensors`
 # with `v_head.summary.weight` `[1, hidden]` and `v_head.summary.bias` `[1]`. Its config therefore says
-# `LlamaForCausalLM` — normal for this layout, as seed 000 says. Our head has no bias, so the bias is zero.
+# `LlamaForCausalLM` — normal for this layout, as seed 000 says. Our head has no bias, so the bias is zero. The
+# decoder shards are hard links to the merged ones (no second 15 GB copy); only the base's `lm_head` is new.
 # (Seed 000 also says such a model needs "LLaMA-Factory's own API" to load: not for *our* main folder, which
 # loads with plain transformers, as we check below.)
 
 # %%
 from helpers.merge import export_llamafactory
 
-lf_dir = export_llamafactory(merged, tokenizer, merged_dir / "llamafactory", base_path=rm_path, token=get_hf_token())
+lf_dir = export_llamafactory(merged_dir, tokenizer, merged_dir / "llamafactory", base_path=rm_path, token=get_hf_token())
 lf_config = json.loads((lf_dir / "config.json").read_text())
 print(sorted(p.name for p in lf_dir.iterdir()))
 print("architectures:", lf_config["architectures"])
@@ -247,8 +291,8 @@ print((lf_dir / "llamafactory_ppo.yaml").read_text())
 # NBVAL_CHECK_OUTPUT
 from helpers.merge import write_reward_head_manifest
 
-manifest = write_reward_head_manifest(merged_dir, merged, tokenizer, base_model=profile.rm_base,
-                                      adapter_dir=adapter_dir, normalization=norm)
+manifest = write_reward_head_manifest(merged_dir, tokenizer, base_model=profile.rm_base, adapter_dir=adapter_dir,
+                                      normalization=norm)
 {k: manifest[k] for k in ("head", "pad_token_id", "pooling", "chat_template_sha256", "dtype")}
 
 # %% [markdown]
@@ -260,11 +304,12 @@ manifest = write_reward_head_manifest(merged_dir, merged, tokenizer, base_model=
 # %%
 from helpers.verify import verify_reward_model
 
-del merged, adapted, base
+del merged
 gc.collect()
 if torch.cuda.is_available():
     torch.cuda.empty_cache()
-report = verify_reward_model(merged_dir, probes, adapter_dir=adapter_dir)
+load_kwargs = {"dtype": dtype, **gpu_load} if device_map else {}  # an 8B model on a T4: GPU + CPU
+report = verify_reward_model(merged_dir, probes, adapter_dir=adapter_dir, **load_kwargs)
 print("missing keys:", report["missing_keys"], "| unexpected keys:", report["unexpected_keys"])
 report["checks"]
 
@@ -277,10 +322,10 @@ report["checks"]
 from helpers.merge import llamafactory_scores
 
 answers = [row["prompt"] + row[side] for side in ("chosen", "rejected") for row in test]
-lf_scores = llamafactory_scores(lf_dir, tokenizer, answers, batch_size=profile.eval_batch_size)
+lf_scores = llamafactory_scores(lf_dir, tokenizer, answers, batch_size=profile.eval_batch_size, **load_kwargs)
 lf_diff = float(np.abs(lf_scores - np.concatenate([scores_merged["chosen"], scores_merged["rejected"]])).max())
-print(f"max |LLaMA-Factory v_head - score head| over {len(answers)} answers: {lf_diff:.2e}")
-assert lf_diff <= TOLERANCE[dtype]
+print(f"max |LLaMA-Factory v_head - score head| over {len(answers)} answers: {lf_diff:.2e} (allowed {allowed:.2e})")
+assert lf_diff <= allowed
 
 # %% [markdown]
 # Last, the real test of a saved model: a **fresh Python process** that imports only `torch` and
@@ -289,30 +334,30 @@ assert lf_diff <= TOLERANCE[dtype]
 # %%
 from helpers.verify import fresh_process_scores
 
-fresh = fresh_process_scores(merged_dir, probes)
+fresh = fresh_process_scores(merged_dir, probes, dtype=load_kwargs.get("dtype"), device_map=device_map)
 fresh_diff = float(np.abs(fresh - np.array(report["probe_scores"])).max())
 print(f"fresh process: {np.round(fresh[:4], 4)} ... max |diff| to the verifier's scores {fresh_diff:.2e}")
-assert fresh_diff <= TOLERANCE[dtype]
+assert fresh_diff <= allowed
 
 # %% [markdown]
 # ## The pitfall: a merge without the head
 # Train LoRA without `task_type="SEQ_CLS"` and the adapter holds no `score` weights. We make such an adapter by
-# dropping the head from ours, then merge it the same way. The base's `score` is random (the MISSING line
-# again); nothing replaces it, so the random head is merged and **saved**. Its rewards are a random projection
+# dropping the head from ours, then merge it the same way. Nothing replaces the base's random `score` (the
+# MISSING line of the reload above), so PEFT's merge saves that random head; `merge_adapter_by_shard` does the
+# same, drawing a head as transformers initialises one. Its rewards are a random projection
 # of the hidden state: whether they rank answers well is luck — the mirror image of that head is an equally
 # likely draw and ranks them exactly the other way round:
 
 # %%
+from helpers.env import large_files_dir
 from helpers.merge import MODEL_FILES, RewardModelError, strip_reward_head
 
-pitfall_dir = run_dir / "rm_pitfall"  # the broken copies, kept apart from rm_merged
+pitfall_dir = large_files_dir(run_dir) / "rm_pitfall"  # the broken copies, kept apart from rm_merged
 headless = strip_reward_head(adapter_dir, pitfall_dir / "adapter_without_head")
-base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, dtype=dtype,
-                                                          device_map=device_map, token=get_hf_token())
-base.config.pad_token_id = tokenizer.pad_token_id
-bad = PeftModel.from_pretrained(base, str(headless)).merge_and_unload()
-bad.save_pretrained(pitfall_dir / "merged")
+merge_adapter_by_shard(rm_path, headless, pitfall_dir / "merged", dtype, tokenizer.pad_token_id, token=get_hf_token(),
+                       seed=SEED)
 tokenizer.save_pretrained(pitfall_dir / "merged")
+bad = AutoModelForSequenceClassification.from_pretrained(pitfall_dir / "merged", dtype=dtype, **gpu_load)
 print(f"score head in this adapter: {adapter_head(headless)}; merged anyway into {pitfall_dir / 'merged'}")
 
 # %%
@@ -326,7 +371,7 @@ print(f"held-out accuracy: random head {lucky:.2f}, its mirror image {1 - lucky:
 # and every check that only looks at the folder passes:
 
 # %%
-alone = verify_reward_model(pitfall_dir / "merged", probes, strict=False, required=MODEL_FILES)
+alone = verify_reward_model(pitfall_dir / "merged", probes, strict=False, required=MODEL_FILES, **load_kwargs)
 print("missing keys:", alone["missing_keys"], "| passes without its adapter:", alone["ok"])
 
 # %% [markdown]
@@ -338,7 +383,7 @@ print("missing keys:", alone["missing_keys"], "| passes without its adapter:", a
 from helpers import expect_error
 
 with expect_error(RewardModelError):
-    verify_reward_model(pitfall_dir / "merged", probes, adapter_dir=headless, required=MODEL_FILES)
+    verify_reward_model(pitfall_dir / "merged", probes, adapter_dir=headless, required=MODEL_FILES, **load_kwargs)
 
 # %% [markdown]
 # **Seed 003's symptom, explained.** Loading a reward model and seeing `score.weight | MISSING` ("newly
@@ -348,24 +393,35 @@ with expect_error(RewardModelError):
 # it as a sequence classifier shows the symptom (the verifier reads transformers' load report for us):
 
 # %%
-as_classifier = verify_reward_model(lf_dir, probes, strict=False, required=MODEL_FILES)
-caught = verify_reward_model(pitfall_dir / "merged", probes, adapter_dir=headless, strict=False, required=MODEL_FILES)
+as_classifier = verify_reward_model(lf_dir, probes, strict=False, required=MODEL_FILES, **load_kwargs)
+caught = verify_reward_model(pitfall_dir / "merged", probes, adapter_dir=headless, strict=False, required=MODEL_FILES, **load_kwargs)
 print("missing keys:", as_classifier["missing_keys"])
 print("head check:", as_classifier["checks"]["head"])
+
+# %% [markdown]
+# The broken merged copy has served its purpose, and on the 8B profile it takes 15 GB of disk: we delete it and
+# keep only the small head-less adapter.
+
+# %%
+import shutil
+
+del bad
+shutil.rmtree(pitfall_dir / "merged")
+print(sorted(p.name for p in pitfall_dir.iterdir()))
 
 # %%
 from helpers import save_metrics
 
 metrics = {
     "max_abs_diff_merged_vs_adapter": merge_diff, "merge_dtype": str(dtype).replace("torch.", ""),
-    "tolerance": TOLERANCE[dtype], "agreement_8bit_vs_merged": drift["agreement"],
+    "tolerance": allowed, "weight_diff_shard_vs_in_memory": weight_diff, "agreement_8bit_vs_merged": drift["agreement"],
     "spearman_8bit_vs_merged": drift["spearman"], "max_abs_diff_8bit_vs_merged": drift["max_abs_diff"],
     "trained_quantization": trained["quantization"], "accuracy_as_trained": accuracy_8bit,
     "accuracy_merged": accuracy_merged, "max_abs_diff_llamafactory_vs_merged": lf_diff,
     "max_abs_diff_fresh_process": fresh_diff, "missing_keys": report["missing_keys"],
     "unexpected_keys": report["unexpected_keys"], "head_shape": report["head_shape"],
     "pad_token_id": report["pad_token_id"], "verified": report["ok"], "normalization": norm,
-    "pitfall_caught": not caught["ok"], "test_pairs": len(test),
+    "pitfall_caught": not caught["ok"], "test_pairs": len(test), "merged_dir": str(merged_dir),
 }
 save_metrics(run_dir, "03_merge_value_head", metrics)
 {k: metrics[k] for k in ("max_abs_diff_merged_vs_adapter", "agreement_8bit_vs_merged", "spearman_8bit_vs_merged")}
@@ -373,7 +429,7 @@ save_metrics(run_dir, "03_merge_value_head", metrics)
 # %% [markdown]
 # ## Try it
 # Level 1: set `MERGE_DTYPE = "bfloat16"` and rerun: the merge error grows from ~1e-7 to ~1e-2, and the
-# tolerance with it. Level 2: copy `rm_merged` somewhere, delete its `tokenizer.json` (or set `pad_token_id` to
+# allowed difference with it (relative to the rewards' size). Level 2: copy `rm_merged` somewhere, delete its `tokenizer.json` (or set `pad_token_id` to
 # `null` in its `config.json`) and run `verify_reward_model(copy, probes, strict=False)["checks"]`: which check
 # fails, and does its message tell you the fix? Level 3: normalise the merged rewards yourself with the `mean`
 # and `std` from `config.json` — as OpenRLHF does — and confirm that on the held-out answers they have mean 0
@@ -381,18 +437,23 @@ save_metrics(run_dir, "03_merge_value_head", metrics)
 
 # %%
 z = (np.concatenate([scores_merged["chosen"], scores_merged["rejected"]]) - config["mean"]) / config["std"]
-assert report["ok"] and merge_diff <= TOLERANCE[dtype], "the saved model does not verify: read report['checks']"
+assert report["ok"] and merge_diff <= allowed, "the saved model does not verify: read report['checks']"
 assert abs(z.mean()) < 1e-3 and abs(z.std() - 1) < 1e-3, "normalised held-out rewards should be ~N(0, 1)"
 print(f"self-check passed: merged within {merge_diff:.1e}, verified, normalised mean {z.mean():+.1e} std {z.std():.3f}")
 
 # %% [markdown]
 # ## What you have now
-# - `RUN_DIR/rm_merged/`: a plain `AutoModelForSequenceClassification` (safetensors, one label, pad id, chat
-#   template), with OpenRLHF's `value_head_prefix`, `mean` and `std` in its `config.json`;
-# - `RUN_DIR/rm_merged/reward_head.json`: head, pad, pooling, template fingerprint, normalisation, provenance;
-# - `RUN_DIR/rm_merged/llamafactory/`: the causal-LM layout with `value_head.safetensors` and PPO settings;
-# - `RUN_DIR/rm_pitfall/`: the head-less adapter and the model merged from it (delete it when you like);
-# - `RUN_DIR/metrics/03_merge_value_head.json`: merge error, 8-bit drift, LLaMA-Factory and fresh-process checks.
+# - `rm_merged/`: a plain `AutoModelForSequenceClassification` (safetensors shards with an index, one label, pad
+#   id, chat template), with OpenRLHF's `value_head_prefix`, `mean` and `std` in its `config.json`, and
+#   `reward_head.json`: head, pad, pooling, template fingerprint, normalisation, provenance;
+# - `rm_merged/llamafactory/`: the causal-LM layout with `value_head.safetensors` and PPO settings;
+# - `rm_pitfall/adapter_without_head/`: the head-less adapter (its merged copy was deleted above);
+# - `RUN_DIR/metrics/03_merge_value_head.json`: merge error, 8-bit drift, LLaMA-Factory and fresh-process checks,
+#   the merge dtype and the normalisation — with the adapter, all it takes to rebuild `rm_merged/`.
+#
+# Outside Colab `rm_merged/` and `rm_pitfall/` are in `RUN_DIR`. In Colab they are on this runtime's local disk
+# (printed at the top: `/content/reward-lab-local/...`), because the 8B merge is 15 GB and a free Drive holds 15 GB
+# in all; notebooks 04 and 05 run in runtimes of their own and rebuild `rm_merged/` from the adapter on Drive.
 #
 # ## Next
 # [04 · Score responses](04_score_responses.ipynb): load this folder the right way, score single answers and

@@ -17,38 +17,44 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | under a minute |
-# | `llama3-8b` | T4 16 GB (the merged model is loaded in 8-bit) | 5–10 minutes |
+# | `llama3-8b` | T4 16 GB (the merged model is loaded in 8-bit) | 5–10 minutes, plus rebuilding the merged model on a fresh Colab runtime (download and shard merge) |
 
 # %%
 import os, sys
-if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
-    if not os.path.isdir("/content/reward-lab"):
-        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
-    sys.path.insert(0, "/content/reward-lab")
+if "google.colab" in sys.modules:  # Colab: fetch the kit into /content once; elsewhere `make setup` installed it
+    if not os.path.isdir("reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab
+    sys.path.insert(0, os.path.abspath("reward-lab"))
 from helpers import setup, default_run_dir
-versions = setup()
+versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
-RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 BATCH_SIZE = 16
 
+# %% [markdown]
+# The merged reward model of notebook 03 is the input here. In Colab this notebook runs in a runtime of its own,
+# and 03 wrote the merged model (15 GB on the 8B profile) to *its* runtime's local disk, which is gone now:
+# `ensure_merged_model` then rebuilds it on this runtime's disk, shard by shard, from what 03 kept on Drive (the
+# adapter, the merge dtype and the normalisation). Elsewhere it simply finds `RUN_DIR/rm_merged`.
+
 # %%
 from datasets import load_dataset
-from helpers import check_hardware, get_profile, prepare_run_dir, set_seed
+from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
 from helpers.data import require_inputs
+from helpers.merge_shards import ensure_merged_model
 
 profile = get_profile(PROFILE)
 run_dir = prepare_run_dir(RUN_DIR)
-merged_dir = run_dir / "rm_merged"
-require_inputs([merged_dir / "config.json"], notebook="03_merge_value_head")
 require_inputs([run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
 hardware = check_hardware(profile)
 set_seed(SEED)
+merged_dir = ensure_merged_model(run_dir, profile, token=get_hf_token())  # Colab: rebuilt on this runtime's disk
 test = load_dataset("json", data_files=str(run_dir / "data" / "test.jsonl"), split="train")
 # A full-precision 8B model (16 GB in fp16) does not fit a T4 next to anything else: score in 8-bit there.
-score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 40 else "8bit"
+score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 38 else "8bit"
 print(f"{len(test)} held-out pairs; scoring with quantization={score_quantization}")
 
 # %% [markdown]
@@ -225,7 +231,9 @@ cmd = [sys.executable, "-m", "helpers.score", "--model", str(merged_dir),
        "--input", str(scores_dir / "cli_input.jsonl"), "--output", str(scores_dir / "cli_output.jsonl")]
 if score_quantization:
     cmd += ["--quantization", score_quantization]
-result = subprocess.run(cmd, capture_output=True, text=True)
+from helpers.env import kit_subprocess_env
+
+result = subprocess.run(cmd, capture_output=True, text=True, env=kit_subprocess_env())  # Colab: kit not installed
 print(result.stderr[-600:].strip().splitlines()[-3:], result.stdout.strip(), sep="\n")
 
 # %%

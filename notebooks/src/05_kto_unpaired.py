@@ -21,37 +21,31 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | about 2 minutes |
-# | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | estimated, not yet measured: tens of minutes per epoch on a T4, a few on an A100 |
+# | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | not yet measured: tens of minutes per epoch on a T4, a few on an A100; computed peak GPU 12.3 GiB |
 
 # %%
 import os, sys
-if "google.colab" in sys.modules:  # Colab: fetch the kit once; elsewhere `make setup` installed it
-    if not os.path.isdir("/content/reward-lab"):
-        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab /content/reward-lab
-    sys.path.insert(0, "/content/reward-lab")
+if "google.colab" in sys.modules:  # Colab: fetch the kit into /content once; elsewhere `make setup` installed it
+    if not os.path.isdir("reward-lab"):
+        !git clone -q --depth 1 https://github.com/reward-lab/reward-lab
+    sys.path.insert(0, os.path.abspath("reward-lab"))
 from helpers import setup, default_run_dir
-versions = setup()
-
-# %% [markdown]
-# **Colab: keep the run on Google Drive.** Mount Drive *before* the parameters cell: `RUN_DIR` then defaults to
-# `MyDrive/reward-lab/runs/default`, where notebooks 01 and 03 left the data and the merged reward model.
-
-# %%
-from helpers import mount_drive
-mount_drive()  # Colab only: RUN_DIR on Drive; does nothing elsewhere
+versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
-RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR, Drive when mounted, else runs/default
+RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 POLICY = "profile"  # the profile's policy_base, or a hub id of another chat model
 N_EVAL_PROMPTS = 16  # held-out prompts answered before and after training, judged by the reward model
 MAX_STEPS = -1  # > 0: stop after this many optimizer steps (quick smoke runs)
+DTYPE = "auto"  # "auto" (from the hardware), or force "fp16" (a T4's policy, also on CPU) or "bf16"
 
 # %%
 import time
 import torch
-from helpers import check_hardware, get_hf_token, get_profile, pick_dtype, prepare_run_dir, set_seed
+from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
+from helpers.env import dtype_policy
 from helpers.data import require_inputs
 
 start = time.perf_counter()
@@ -60,8 +54,8 @@ run_dir = prepare_run_dir(RUN_DIR)
 policy_path = profile.model_path("policy_base", run_dir)
 require_inputs([run_dir / "data" / f"unpaired_{s}.jsonl" for s in ("train", "test")], notebook="01_prepare_data")
 require_inputs([policy_path] if profile.is_tiny else [], notebook="00_setup")
-require_inputs([run_dir / "rm_merged" / "config.json"], notebook="03_merge_value_head")
-hardware, dtype = check_hardware(profile), pick_dtype()
+require_inputs([run_dir / "metrics" / "03_merge_value_head.json"], notebook="03_merge_value_head")
+hardware, dtype = check_hardware(profile), dtype_policy(DTYPE)
 set_seed(SEED)  # before loading: LoRA's A matrices are initialised at random
 print(f"profile {profile.name}: policy {profile.policy_base}, {profile.quantization}, dtype {dtype.name}: {dtype.reason}")
 
@@ -242,7 +236,12 @@ with expect_error(ValueError):
 # %%
 from trl import KTOTrainer
 
+from helpers.train import check_trainable_fp32, keep_trainable_fp32
+
 trainer = KTOTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, peft_config=lora_config)
+stored_before = keep_trainable_fp32(trainer.model)  # TRL made them bf16: see notebook 02 for why that fails
+check_trainable_fp32(trainer.model)
+print(f"trainable values as TRL left them: {stored_before}; now fp32")
 trainer.model.print_trainable_parameters()
 print("separate reference model loaded:", trainer.ref_model is not None)
 
@@ -360,8 +359,11 @@ if torch.cuda.is_available():
 from helpers.kto_train import win_rate
 from helpers.score import RewardScorer
 
-score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 40 else "8bit"
-scorer = RewardScorer.from_pretrained(run_dir / "rm_merged", quantization=score_quantization)
+score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 38 else "8bit"
+from helpers.merge_shards import ensure_merged_model
+
+merged_dir = ensure_merged_model(run_dir, profile, token=get_hf_token())  # Colab: rebuilt on this runtime's disk
+scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization)
 rm_before = scorer.score_batch(list(zip(prompts, before)), progress=True)
 rm_after = scorer.score_batch(list(zip(prompts, after)), progress=True)
 rm_win_rate = win_rate(rm_after, rm_before)
