@@ -1,6 +1,8 @@
 """Shared fixtures: the offline tiny models and the kit's own pairs, built once per test session."""
 
+import os
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +30,30 @@ def kit_pairs():
     pairs, report = load_preferences(KIT_ROOT / "data" / "preferences.jsonl", on_error="raise")
     assert report["dropped"] == 0
     return {split: pairs.filter(lambda row, s=split: row["split"] == s) for split in ("train", "test")}
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def colab_course(tmp_path_factory):
+    """The whole course, once, as Colab runs it (tests/colab_sim.py): one runtime per notebook, only Drive persists.
+
+    It is the course run of the suite (test_course.py checks its metrics and re-executes it under nbval) and is
+    stricter than a plain papermill run of all notebooks in one folder. Also records what changed in the repo's own
+    runs/default meanwhile (a RUN_DIR that fell back outside Drive).
+    """
+    from colab_sim import REPO, format_colab_summary, run_colab_course
+
+    repo_runs = REPO / "runs" / "default"
+    before = _files(repo_runs) if repo_runs.is_dir() else {}
+    # per notebook: 600 s is ~12x the slowest notebook on 2 idle cores; raise it on a busy machine
+    timeout_s = int(os.environ.get("REWARD_LAB_SIM_TIMEOUT", "600"))
+    summary = run_colab_course(tmp_path_factory.mktemp("colab"), timeout_s=timeout_s)
+    after = _files(repo_runs) if repo_runs.is_dir() else {}
+    summary["repo_runs_changed"] = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    print(format_colab_summary(summary))
+    return summary
+
+
