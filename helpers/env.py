@@ -170,7 +170,7 @@ def mount_drive() -> bool:
         drive.mount(str(drive_root().parent))
     except Exception as err:  # noqa: BLE001 - Colab raises several types when the user declines
         print(f"Google Drive is not mounted ({type(err).__name__}: {err}). RUN_DIR falls back to this runtime's "
-              f"disk ({content_root()}), which is wiped when the runtime ends: the next notebook, in its own "
+              f"disk ({content_root() / 'reward-lab-runs'}), which is wiped when the runtime ends: the next notebook, in its own "
               "runtime, will not find these files. Rerun this cell and allow access to keep them.")
         return False
     return drive_root().is_dir()
@@ -180,9 +180,10 @@ def default_run_dir() -> str:
     """RUN_DIR default: $REWARD_LAB_RUN_DIR; in Colab, Google Drive (or, unmounted, local disk); else `runs/default`."""
     if os.environ.get("REWARD_LAB_RUN_DIR"):
         return os.environ["REWARD_LAB_RUN_DIR"]
-    if in_colab():
-        root = drive_root() if drive_root().is_dir() else content_root()
-        return str(root / "reward-lab" / "runs" / "default")
+    if in_colab():  # without Drive: beside the clone (/content/reward-lab), not inside it
+        if drive_root().is_dir():
+            return str(drive_root() / "reward-lab" / "runs" / "default")
+        return str(content_root() / "reward-lab-runs" / "default")
     return str(KIT_ROOT / "runs" / "default")
 
 

@@ -117,8 +117,8 @@ def test_run_dir_in_colab_is_on_drive_and_big_files_stay_local(monkeypatch, tmp_
     monkeypatch.delenv("REWARD_LAB_RUN_DIR", raising=False)
     monkeypatch.setattr(env, "in_colab", lambda: True)
     # Drive not mounted: the run folder is on the runtime's disk (and mount_drive said what that costs)
-    assert default_run_dir() == str(content / "reward-lab" / "runs" / "default")
-    assert env.large_files_dir(default_run_dir()) == (content / "reward-lab" / "runs" / "default").resolve()
+    assert default_run_dir() == str(content / "reward-lab-runs" / "default")  # beside the clone, not inside it
+    assert env.large_files_dir(default_run_dir()) == (content / "reward-lab-runs" / "default").resolve()
     drive = tmp_path / "real_drive"
     drive.mkdir()
     (content / "drive").mkdir(parents=True)
