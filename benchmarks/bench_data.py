@@ -27,6 +27,7 @@ from helpers.audit import audit_lengths
 from helpers.data import load_preferences
 from helpers.env import KIT_ROOT, versions
 from helpers.tiny import build_tokenizer, kit_texts
+from helpers.train import prepare_reward_tokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"load_pairs_per_s": 20_000, "audit_pairs_per_s": 5_000}
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--max-length", type=int, default=256)
     args = parser.parse_args(argv)
-    tokenizer = build_tokenizer([m["content"] for conv in kit_texts("train") for m in conv])
+    tokenizer = prepare_reward_tokenizer(build_tokenizer([m["content"] for conv in kit_texts("train") for m in conv]))
     with tempfile.TemporaryDirectory() as tmp:
         path = write_pairs(Path(tmp) / "pairs.jsonl", args.pairs)
         start = time.perf_counter()

@@ -177,7 +177,7 @@ def mount_drive() -> bool:
 
 
 def default_run_dir() -> str:
-    """RUN_DIR default: $REWARD_LAB_RUN_DIR; in Colab, Google Drive (or, unmounted, local disk); else `runs/default`."""
+    """RUN_DIR default: $REWARD_LAB_RUN_DIR; in Colab, Drive (unmounted: the local disk); else `runs/default`."""
     if os.environ.get("REWARD_LAB_RUN_DIR"):
         return os.environ["REWARD_LAB_RUN_DIR"]
     if in_colab():  # without Drive: beside the clone (/content/reward-lab), not inside it

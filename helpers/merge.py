@@ -277,11 +277,10 @@ def chat_template_sha256(tokenizer) -> str:
 
 def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir, normalization: dict) -> dict:
     """Write `reward_head.json` beside a saved reward model: what a consumer needs to read a reward correctly."""
-    from .merge_shards import HEAD_SHARD, INDEX
+    from .merge_shards import INDEX
 
-    out_dir = Path(out_dir)
-    shard = json.loads((out_dir / INDEX).read_text())["weight_map"]["score.weight"] if (out_dir / INDEX).exists() \
-        else ("model.safetensors" if (out_dir / "model.safetensors").exists() else HEAD_SHARD)
+    out_dir, index = Path(out_dir), Path(out_dir) / INDEX
+    shard = json.loads(index.read_text())["weight_map"]["score.weight"] if index.exists() else "model.safetensors"
     with safe_open(str(out_dir / shard), "pt") as f:
         weight, has_bias = f.get_tensor("score.weight"), "score.bias" in f.keys()
     config = json.loads((out_dir / "config.json").read_text())

@@ -12,11 +12,13 @@ from helpers.data import load_preferences, load_unpaired
 from helpers.env import KIT_ROOT
 from helpers.plots import plot_category_mix, plot_label_balance, plot_token_lengths, save_figure
 from helpers.tiny import build_tokenizer, kit_texts
+from helpers.train import prepare_reward_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_tokenizer([m["content"] for conv in kit_texts("train") for m in conv])
+    # a base tokenizer, like Meta-Llama-3-8B's: it gets its chat template and pad token as notebooks 01-02 give it
+    return prepare_reward_tokenizer(build_tokenizer([m["content"] for conv in kit_texts("train") for m in conv]))
 
 
 @pytest.fixture(scope="module")
