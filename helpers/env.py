@@ -170,8 +170,8 @@ def mount_drive() -> bool:
         drive.mount(str(drive_root().parent))
     except Exception as err:  # noqa: BLE001 - Colab raises several types when the user declines
         print(f"Google Drive is not mounted ({type(err).__name__}: {err}). RUN_DIR falls back to this runtime's "
-              f"disk ({content_root() / 'reward-lab-runs'}), which is wiped when the runtime ends: the next notebook, in its own "
-              "runtime, will not find these files. Rerun this cell and allow access to keep them.")
+              f"disk ({content_root() / 'reward-lab-runs'}), which is wiped when the runtime ends: the next "
+              "notebook, in its own runtime, will not find these files. Rerun this cell and allow access to keep them.")
         return False
     return drive_root().is_dir()
 
