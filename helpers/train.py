@@ -137,18 +137,28 @@ def latest_checkpoint(folder: str | Path, verbose: bool = True) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-def whole_run_loss(log_history: list[dict]) -> float | None:
-    """Mean training loss over every logged step of the run, resumed parts included.
+def whole_run_loss(log_history: list[dict], session_loss: float | None = None, start_step: int = 0) -> float | None:
+    """Mean training loss of the whole run, the part before a resume included.
 
-    After a resume, `train_result.metrics["train_loss"]` averages only the steps of this session; the logged
-    losses (restored from the checkpoint's trainer_state.json) cover the whole run. Each logged value is the
-    mean over the steps since the previous log line, so they are weighted by those step counts.
+    `train_result.metrics["train_loss"]` averages only the steps of this session (transformers trainer.py,
+    `_finalize_training`: the loss summed since `_initial_global_step`, divided by the steps since). The logged
+    losses restored from the checkpoint's trainer_state.json cover the earlier steps, each the mean since the
+    previous log line. So: logged windows up to `start_step`, weighted by their lengths, plus this session's mean
+    over its own steps. (Steps between the last log line and the checkpoint were never logged: left out.)
+
+    Args:
+        session_loss: `train_result.metrics["train_loss"]`; None: use the logged windows only.
+        start_step: the step this session resumed from (0: a run from the start).
     """
     logged = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    last = max((e["step"] for e in log_history if "step" in e), default=0)
     total, previous, weighted = 0, 0, 0.0
     for step, loss in logged:
-        weighted += loss * (step - previous)
-        total, previous = total + step - previous, step
+        if session_loss is not None and step > start_step:
+            break
+        weighted, total, previous = weighted + loss * (step - previous), total + step - previous, step
+    if session_loss is not None and last > start_step:
+        weighted, total = weighted + session_loss * (last - start_step), total + last - start_step
     return weighted / total if total else None
 
 

@@ -50,13 +50,14 @@ def test_left_and_right_padding_agree(scorer):
 
 
 def test_pad_equal_to_eos_reads_the_wrong_token(scorer, rm_dir):
-    """The pitfall: with pad = EOS (<|eot_id|>), the final <|eot_id|> looks like padding."""
+    """The pitfall: pad = <|eot_id|> (LLaMA-3 Instruct's EOS) makes the final turn end look like padding."""
     tokenizer = AutoTokenizer.from_pretrained(rm_dir)
     ids = scorer._ids(PROMPT, ANSWERS[0])
-    assert ids[-1] == tokenizer.eos_token_id  # the chat template ends every turn with <|eot_id|>
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    assert ids[-1] == eot  # the chat template ends every turn with <|eot_id|>
     right = scorer.score(PROMPT, ANSWERS[0])
     model = scorer.model
-    model.config.pad_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = eot
     try:
         with torch.no_grad():
             wrong = model(input_ids=torch.tensor([ids])).logits.item()

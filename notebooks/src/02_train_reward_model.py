@@ -189,6 +189,7 @@ from helpers.resources import checkpoint_steps
 
 checkpoint_dir = run_dir / "rm_adapter" / "checkpoints"
 save_steps = profile.save_steps or checkpoint_steps(profile)  # computed: ~10 minutes of T4 time per checkpoint
+save_steps = max(profile.logging_steps, save_steps - save_steps % profile.logging_steps)  # all logged before a save
 args = RewardConfig(
     output_dir=str(checkpoint_dir), seed=SEED, max_length=profile.max_length,
     learning_rate=profile.learning_rate, num_train_epochs=profile.num_train_epochs, max_steps=MAX_STEPS,
@@ -268,7 +269,8 @@ print(f"resuming from {resume_from}" if resume_from else "training from the star
 train_result = trainer.train(resume_from_checkpoint=resume_from)
 head_moved = (head.detach() != head_before_training).float().mean().item()
 assert head_moved > 0.5, f"only {head_moved:.0%} of the head's entries changed: the updates were lost"
-train_loss = whole_run_loss(trainer.state.log_history)  # after a resume, train_result covers this session only
+start_step = int(resume_from.rsplit("-", 1)[1]) if resume_from else 0  # checkpoint-N resumes after step N
+train_loss = whole_run_loss(trainer.state.log_history, train_result.metrics["train_loss"], start_step)
 print(f"{head_moved:.0%} of the head's entries changed; training loss over the whole run {train_loss:.4f}")
 train_result.metrics
 
