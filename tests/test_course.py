@@ -122,14 +122,37 @@ def test_error_demonstrations_showed_their_error(course_run):
     assert demos >= 1
 
 
+# nbval compares only `# NBVAL_CHECK_OUTPUT` cells; in 02 and 05 they all come before training, so the re-execution
+# trains briefly (the full-length run and its metrics are the Colab simulation's): 02 one epoch without the storage
+# experiment, 05 a fifth of its steps. This keeps the suite, install included, under 10 minutes on 2 cores.
+NBVAL_PARAMETERS = {"02_train_reward_model": {"MAX_STEPS": 32, "STORAGE_STEPS": 0},
+                    "05_kto_unpaired": {"MAX_STEPS": 16}}
+
+
+def _with_parameters(executed: Path, out_dir: Path) -> Path:
+    """A copy of an executed notebook whose papermill `injected-parameters` cell also sets NBVAL_PARAMETERS."""
+    notebook = json.loads(executed.read_text())
+    extra = NBVAL_PARAMETERS.get(executed.stem, {})
+    for cell in notebook["cells"]:
+        if "injected-parameters" in cell["metadata"].get("tags", []):
+            cell["source"] = "".join(cell["source"]) + "".join(f"\n{k} = {v!r}" for k, v in extra.items())
+    out = out_dir / executed.name
+    out.write_text(json.dumps(notebook))
+    return out
+
+
 def test_nbval_reexecution_matches(course_run, tmp_path):
     """Outside Colab this time: the kit installed, RUN_DIR from the environment, every notebook in one folder."""
-    executed = sorted(str(p) for p in Path(course_run["executed_dir"]).glob("*.ipynb"))
+    (tmp_path / "notebooks").mkdir()
+    executed = [str(_with_parameters(p, tmp_path / "notebooks"))
+                for p in sorted(Path(course_run["executed_dir"]).glob("*.ipynb"))]
     env = {**os.environ, "REWARD_LAB_RUN_DIR": str(tmp_path / "run")}
     env.pop("REWARD_LAB_CONTENT", None)
     sanitize = Path(__file__).parent / "nbval_sanitize.cfg"
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
                              "--nbval-sanitize-with", str(sanitize), "-o", "addopts=", *executed],
-                            capture_output=True, text=True, env=env)
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+    short = json.loads((tmp_path / "run" / "metrics" / "02_train_reward_model.json").read_text())
+    assert short["storage_experiment"] == {} and short["eval_by_epoch"]["accuracy"], "the overrides did not apply"
