@@ -124,9 +124,9 @@ def test_error_demonstrations_showed_their_error(course_run):
 
 # nbval compares only `# NBVAL_CHECK_OUTPUT` cells; in 02 and 05 they all come before training, so the re-execution
 # trains briefly (the full-length run and its metrics are the Colab simulation's): 02 one epoch without the storage
-# experiment, 05 a fifth of its steps. This keeps the suite, install included, under 10 minutes on 2 cores.
+# experiment, 05 a tenth of its steps. This keeps the suite, install included, under 10 minutes on 2 cores.
 NBVAL_PARAMETERS = {"02_train_reward_model": {"MAX_STEPS": 32, "STORAGE_STEPS": 0},
-                    "05_kto_unpaired": {"MAX_STEPS": 16}}
+                    "05_kto_unpaired": {"MAX_STEPS": 8}}
 
 
 def _with_parameters(executed: Path, out_dir: Path) -> Path:
