@@ -89,6 +89,17 @@ def test_shard_merge_equals_peft_merge_and_unload_weight_for_weight(export):
     assert index["weight_map"]["score.weight"] == HEAD_SHARD and "lm_head.weight" not in index["weight_map"]
 
 
+def test_16bit_shard_merge_verifies_within_its_relative_tolerance(export, tiny_rm_base, tmp_path):
+    """Notebook 03's exercise (MERGE_DTYPE = "bfloat16"): the fp32-trained head is rounded once and still verifies."""
+    out = merge_adapter_by_shard(tiny_rm_base, export["adapter"], tmp_path / "bf16", torch.bfloat16,
+                                 export["tokenizer"].pad_token_id)
+    export["tokenizer"].save_pretrained(out)
+    report = verify_reward_model(out, export["probes"], adapter_dir=export["adapter"], required=MODEL_FILES)
+    reference = score_conversations(export["merged"], export["tokenizer"], export["probes"])
+    diff = np.abs(np.array(report["probe_scores"]) - reference).max()
+    assert 0 < diff <= allowed_diff(reference, torch.bfloat16), diff
+
+
 def test_shard_merge_refuses_an_adapter_for_another_base(export, tmp_path):
     from helpers.tiny import build_tiny_model
 

@@ -178,7 +178,8 @@ shards = sorted(p.name for p in merged_dir.glob("*.safetensors"))
 print(f"{len(shards)} shard(s): {shards}; {sum(p.stat().st_size for p in merged_dir.glob('*.safetensors')) / 2**20:.1f} MiB")
 
 # %% [markdown]
-# Where both merges ran, they must agree weight for weight (up to the rounding order of a few fp32 sums):
+# Where both merges ran, they must agree weight for weight: in fp32 up to the rounding order of a few sums; in
+# 16 bit by at most a rounding step of that dtype (the two merges round at different points):
 
 # %%
 from safetensors.torch import load_file
