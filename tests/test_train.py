@@ -49,7 +49,7 @@ def _trainer(path, pairs, out_dir, seed=0, fp32=True, dtype=torch.bfloat16, **ov
 
 @pytest.fixture(scope="module")
 def trained(tiny_rm_base, kit_pairs, tmp_path_factory):
-    trainer = _trainer(tiny_rm_base, kit_pairs, tmp_path_factory.mktemp("rm"))
+    trainer = _trainer(tiny_rm_base, kit_pairs, tmp_path_factory.mktemp("rm"), num_train_epochs=1)
     head_before = trainer.model.base_model.model.score.modules_to_save["default"].weight.detach().clone()
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.train()
