@@ -1,7 +1,8 @@
 """What notebook 03 should not repeat: the as-trained reload, the exports and the verifier.
 
-The merge itself (full-precision `from_pretrained`, `PeftModel.from_pretrained`, `merge_and_unload`,
-`save_pretrained`) stays in the notebook. The layout written around it:
+The lesson calls (full-precision `from_pretrained`, `PeftModel.from_pretrained`, `merge_and_unload`) stay in the
+notebook; the merge that fits a T4 runtime, shard by shard, is `helpers.merge_shards`. The layout (in RUN_DIR, or on
+Colab's local disk when RUN_DIR is on Drive: `helpers.merge_shards.merged_model_dir`):
 
     RUN_DIR/rm_merged/                  AutoModelForSequenceClassification; its config.json also holds
                                         OpenRLHF's `value_head_prefix` and the reward `mean` / `std`

@@ -202,7 +202,7 @@ gc.collect()
 # significant bits) and 4e-3 for fp16 (11 bits).
 
 # %%
-from helpers.merge import TOLERANCE, allowed_diff, compare_scores
+from helpers.merge import allowed_diff, compare_scores
 
 merged = AutoModelForSequenceClassification.from_pretrained(merged_dir, dtype=dtype, **gpu_load)
 scores_merged = score_pairs(merged, tokenizer, test, batch_size=profile.eval_batch_size)
