@@ -4,40 +4,62 @@ Accepted row layouts (detected per row) for `load_preferences`:
 * plain: `prompt`, `chosen`, `rejected` strings;
 * conversational: `prompt` a message list (or string), `chosen`/`rejected` one assistant message each;
   or, with no prompt, `chosen`/`rejected` full conversations that share every turn but the last;
+* UltraFeedback-binarized: `prompt` a string and `chosen`/`rejected` full conversations that repeat it, with
+  optional `score_chosen`/`score_rejected`;
+* PKU-SafeRLHF: `prompt`, `response_0`, `response_1`, `better_response_id` (0 or 1);
+* SHP: `history` (the prompt), `human_ref_A`, `human_ref_B`, `labels` (1: A is preferred, 0: B), optional
+  `score_A`/`score_B`;
 * Axolotl: `context`, `input` or `question` as the prompt, optional `system`, optional numeric `rating`;
 * hh-rlhf: `chosen`/`rejected` dialogues "\\n\\nHuman: ...\\n\\nAssistant: ..."; the prompt is the
   shared turns before the last "Assistant:".
-`load_unpaired` takes `prompt`, `completion` and `label` (bool, "true"/"false" or 1/0).
+`load_unpaired` takes `prompt`, `completion` and `label` (bool, "true"/"false" or 1/0; TRL's KTO format, plain
+or conversational), or a numeric `rating` turned into a label by an explicit `rating_threshold`.
 
-Rows come out in TRL's conversational explicit-prompt format, contents stripped of surrounding
-whitespace. Every dropped row gets a reason code and a message naming file, line (or record) and field.
+Rows come out in TRL's conversational explicit-prompt format, contents stripped of surrounding whitespace (and
+otherwise as written). Emptiness, identical answers and duplicates are judged on a canonical form of the text:
+Unicode NFC, zero-width and control characters removed, runs of whitespace as one space. Every dropped row gets
+a reason code and a message naming file, line (or record) and field.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import itertools
 import json
+import math
 import random
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
+from .data_io import SUPPORTED, DataError, DuplicateKeys, RowError, dataset_records, file_records, write_jsonl
 from .env import KitError
+
+__all__ = ["DataError", "load_preferences", "load_unpaired", "parse_label", "require_inputs", "require_rows",
+           "split_dataset", "write_jsonl"]
 
 ROLES = ("system", "user", "assistant")
 PROMPT_KEYS = ("prompt", "context", "input", "question")
 META_KEYS = ("id", "category", "language", "failure_mode", "length_balanced", "split", "rating", "source")
 ON_ERROR = ("report", "raise")
 HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
-FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
-SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors="surrogateescape"
+# Unicode's Cc and Cf characters that are not whitespace (zero-width spaces and joiners, BOM, bidi marks,
+# soft hyphen, C0/C1 controls); tests/test_data_faults.py checks this class against unicodedata
+INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f"
+                       "\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+                       "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+                       "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 FIXES = {
     "malformed_json": "make the line one complete JSON object (check quotes, commas and brackets).",
     "undecodable_bytes": "save the file as UTF-8.",
+    "invalid_unicode": "write the whole character: a lone surrogate escape such as \\ud83d is half of one "
+                       "(an emoji needs a pair, e.g. \\ud83d\\ude00), or remove it.",
+    "duplicate_key": "keep one value for the field: JSON readers silently keep only the last one.",
     "missing_field": "add the field (the prompt may also be called context, input or question).",
-    "wrong_type": "use a string, or a list of {'role', 'content'} messages.",
+    "wrong_type": "use a string, or a list of {'role', 'content'} messages (a finite number for ratings and "
+                  "scores).",
     "empty_text": "write the text, or delete the row.",
     "identical_pair": "a pair needs two different answers: fix the rejected answer or delete the row.",
     "duplicate_pair": "delete the repeated row.",
@@ -45,21 +67,14 @@ FIXES = {
     "bad_role": "use the roles 'system', 'user' and 'assistant'.",
     "bad_structure": "prompt: optional system message, then user/assistant turns ending on user; "
                      "each answer: one assistant message.",
-    "bad_label": "use true/false (or 1/0) for label.",
+    "bad_label": "use true/false (or 1/0) for label; 0 or 1 for better_response_id and labels.",
     "unknown_format": "use one of the layouts listed in help(helpers.data).",
 }
 
 
-class DataError(KitError, ValueError):
-    """A row or file that cannot be used; the message names the file, line (or record), field and the fix."""
-
-
-class RowError(Exception):
-    """One bad row, before the file and line are known: a reason code, the field and what is wrong."""
-
-    def __init__(self, reason: str, field: str, message: str):
-        super().__init__(message)
-        self.reason, self.field = reason, field
+def canonical(text: str) -> str:
+    """The form texts are compared in: NFC, no zero-width or control characters, whitespace runs as one space."""
+    return " ".join(INVISIBLE.sub("", unicodedata.normalize("NFC", text)).split())
 
 
 def require_inputs(paths, notebook: str) -> list[Path]:
@@ -80,9 +95,34 @@ def _text(value, field: str) -> str:
     if not isinstance(value, str):
         raise RowError("wrong_type", field, f"expected a string, got {type(value).__name__}")
     text = value.strip()
+    if LONE_SURROGATE.search(text):
+        raise RowError("invalid_unicode", field, "the text holds a lone surrogate escape (half of a character), "
+                       "which cannot be stored as UTF-8")
     if not text:
         raise RowError("empty_text", field, "the text is empty")
+    if INVISIBLE.search(text) and not canonical(text):
+        raise RowError("empty_text", field, "the text holds only invisible characters (zero-width or control)")
     return text
+
+
+def _number(value, field: str) -> float:
+    """A finite number (a CSV cell may spell it as a string)."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not math.isfinite(number):
+        raise RowError("wrong_type", field, f"expected a finite number, got {value!r}"[:200])
+    return number
+
+
+def _choice(value, field: str) -> int:
+    """0 or 1 (or "0"/"1"): which of two responses is preferred."""
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return value
+    raise RowError("bad_label", field, f"expected 0 or 1, got {value!r}"[:200])
 
 
 def _messages(value, field: str) -> list[dict]:
@@ -93,10 +133,12 @@ def _messages(value, field: str) -> list[dict]:
     out = []
     for i, msg in enumerate(value):
         where = f"{field}[{i}]"
+        if isinstance(msg, DuplicateKeys):
+            raise RowError("duplicate_key", f"{where}.{msg.duplicate}", f"the key {msg.duplicate!r} appears twice")
         if not isinstance(msg, dict) or "role" not in msg:
             raise RowError("bad_structure", where, "a message must be an object with 'role' and 'content'")
         if msg["role"] not in ROLES:
-            raise RowError("bad_role", f"{where}.role", f"unknown role {msg['role']!r}")
+            raise RowError("bad_role", f"{where}.role", f"unknown role {msg['role']!r}"[:200])
         if msg.get("content") is None:
             raise RowError("bad_structure", where, "the message has no 'content'")
         out.append({"role": msg["role"], "content": _text(msg["content"], f"{where}.content")})
@@ -137,12 +179,27 @@ def _answer(value, field: str) -> list[dict]:
     return msgs
 
 
+def _turns(msgs: list[dict]) -> list[tuple[str, str]]:
+    return [(m["role"], canonical(m["content"])) for m in msgs]
+
+
 def _split_conversation(chosen, rejected, field="chosen") -> tuple[list, list, list]:
     """Full conversations sharing the prompt turns -> (prompt, chosen answer, rejected answer)."""
-    if chosen[:-1] != rejected[:-1]:
+    if _turns(chosen[:-1]) != _turns(rejected[:-1]):
         raise RowError("bad_structure", "rejected", "chosen and rejected must share every turn but the last")
     answers = _answer(chosen[-1:], "chosen"), _answer(rejected[-1:], "rejected")
     return _check_prompt(chosen[:-1], field), *answers
+
+
+def _repeated(prompt: list[dict], value, field: str) -> list[dict]:
+    """A full conversation that repeats the prompt's turns (UltraFeedback-binarized) -> its last message."""
+    msgs = _messages(value, field)
+    if _turns(msgs[:-1]) != _turns(prompt):
+        raise RowError("bad_structure", field, f"the conversation's first {len(msgs) - 1} turn(s) are not the "
+                       "prompt's turns")
+    if msgs[-1]["role"] != "assistant":
+        raise RowError("bad_structure", f"{field}[{len(msgs) - 1}].role", "the last turn must be the assistant's")
+    return msgs[-1:]
 
 
 def _hh_dialogue(text: str, field: str) -> list[dict]:
@@ -163,11 +220,29 @@ def _missing(row: dict, needed: tuple[str, ...], other: str) -> RowError:
         return RowError("missing_field", absent, f"the field {absent!r} is missing")
     if all(k in row for k in ("chosen", "rejected")) or "completion" in row:
         return RowError("unknown_format", "(row)", f"this looks like {other}")
-    return RowError("unknown_format", "(row)", f"no known layout matches the keys {sorted(row)}")
+    return RowError("unknown_format", "(row)", f"no known layout matches the keys {sorted(row)[:12]}"[:300])
+
+
+def _require(row: dict, fields: tuple[str, ...]) -> None:
+    absent = next((k for k in fields if row.get(k) is None), None)
+    if absent is not None:
+        raise RowError("missing_field", absent, f"the field {absent!r} is missing")
+
+
+def _two_responses(row: dict, layout: str, prompt_key: str, a: str, b: str, choice_key: str, a_wins) -> tuple:
+    """PKU-SafeRLHF and SHP: a prompt, two responses and which one is preferred."""
+    _require(row, (prompt_key, a, b, choice_key))
+    first = _choice(row[choice_key], choice_key) == a_wins
+    win, lose = (a, b) if first else (b, a)
+    return layout, _prompt(row[prompt_key], prompt_key), _answer(row[win], win), _answer(row[lose], lose)
 
 
 def _pair(row: dict) -> tuple[str, list, list, list]:
     """One raw row -> (layout name, prompt, chosen, rejected) in TRL's conversational format."""
+    if "response_0" in row or "better_response_id" in row:
+        return _two_responses(row, "pku_saferlhf", "prompt", "response_0", "response_1", "better_response_id", 0)
+    if "human_ref_A" in row or "history" in row:
+        return _two_responses(row, "shp", "history", "human_ref_A", "human_ref_B", "labels", 1)
     chosen, rejected = row.get("chosen"), row.get("rejected")
     if chosen is None or rejected is None:
         raise _missing(row, ("chosen", "rejected"), "an unpaired row: use load_unpaired")
@@ -186,11 +261,29 @@ def _pair(row: dict) -> tuple[str, list, list, list]:
         if key is None:
             turns = _messages(chosen, "chosen"), _messages(rejected, "rejected")
             return "conversational_implicit", *_split_conversation(*turns)
-        answers = _answer(chosen, "chosen"), _answer(rejected, "rejected")
-        return "conversational", _prompt(row[key], key, system), *answers
+        prompt = _prompt(row[key], key, system)
+        if len(chosen) > 1 or len(rejected) > 1:
+            return "ultrafeedback", prompt, _repeated(prompt, chosen, "chosen"), _repeated(prompt, rejected,
+                                                                                           "rejected")
+        return "conversational", prompt, _answer(chosen, "chosen"), _answer(rejected, "rejected")
     bad = "chosen" if not isinstance(chosen, (str, list)) else "rejected"
     raise RowError("wrong_type", bad, f"chosen and rejected must both be strings or both message lists, got "
                    f"{type(chosen).__name__} and {type(rejected).__name__}")
+
+
+def _margin(row: dict, layout: str) -> float:
+    """TRL's optional `margin`: a `margin` field, else the preferred answer's score minus the other's."""
+    if row.get("margin") is not None:
+        return _number(row["margin"], "margin")
+    if layout == "shp" and (row.get("score_A") is not None or row.get("score_B") is not None):
+        _require(row, ("score_A", "score_B"))
+        a_minus_b = _number(row["score_A"], "score_A") - _number(row["score_B"], "score_B")
+        return a_minus_b if _choice(row["labels"], "labels") == 1 else -a_minus_b
+    if row.get("score_chosen") is None and row.get("score_rejected") is None:
+        raise RowError("missing_field", "score_chosen", "margin=True needs a score for each answer "
+                       "(score_chosen and score_rejected, score_A and score_B) or a margin field")
+    _require(row, ("score_chosen", "score_rejected"))
+    return _number(row["score_chosen"], "score_chosen") - _number(row["score_rejected"], "score_rejected")
 
 
 def parse_label(value, field: str = "label") -> bool:
@@ -201,26 +294,37 @@ def parse_label(value, field: str = "label") -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    raise RowError("bad_label", field, f"expected true/false (or 1/0), got {value!r}")
+    raise RowError("bad_label", field, f"expected true/false (or 1/0), got {value!r}"[:200])
 
 
-def _unpaired(row: dict) -> tuple[str, list, list, bool]:
+def _label(row: dict, rating_threshold) -> tuple[str, bool]:
+    if row.get("label") is not None:
+        return "", parse_label(row["label"])
+    if row.get("rating") is None:
+        raise RowError("missing_field", "label", "the field 'label' is missing")
+    if rating_threshold is None:
+        raise RowError("missing_field", "label", "the row has a rating but no label; pass rating_threshold= "
+                       "(ratings at or above it are desirable) to turn ratings into labels")
+    return "rated_", _number(row["rating"], "rating") >= rating_threshold
+
+
+def _unpaired(row: dict, rating_threshold=None) -> tuple[str, list, list, bool]:
     """One raw row -> (layout name, prompt, completion, label)."""
     if "chosen" in row and "rejected" in row:
         raise RowError("unknown_format", "(row)", "this is a preference pair: use load_preferences "
                        "(and helpers.kto.unpair_preferences to unpair it)")
     completion, key = row.get("completion"), next((k for k in PROMPT_KEYS if row.get(k) is not None), None)
-    if completion is None or row.get("label") is None:
+    if completion is None or (row.get("label") is None and row.get("rating") is None):
         raise _missing(row, ("completion", "label"), "a preference pair: use load_preferences")
-    label = parse_label(row["label"])
+    rated, label = _label(row, rating_threshold)
     if key is None and isinstance(completion, list):
         msgs = _messages(completion, "completion")
         prompt, answer = _check_prompt(msgs[:-1], "completion"), _answer(msgs[-1:], "completion")
-        return "conversational_implicit", prompt, answer, label
+        return f"{rated}conversational_implicit", prompt, answer, label
     if key is None:
         raise RowError("missing_field", "prompt", "the field 'prompt' is missing")
     layout = "conversational" if isinstance(completion, list) or isinstance(row[key], list) else "plain"
-    return layout, _prompt(row[key], key, row.get("system")), _answer(completion, "completion"), label
+    return f"{rated}{layout}", _prompt(row[key], key, row.get("system")), _answer(completion, "completion"), label
 
 
 def _meta(row: dict) -> dict:
@@ -232,36 +336,36 @@ def _meta(row: dict) -> dict:
         if key == "length_balanced":
             value = parse_label(value, key)
         elif key == "rating":
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise RowError("wrong_type", key, f"expected a number, got {value!r}") from None
-        elif key == "id" and isinstance(value, int):
+            value = _number(value, key)
+        elif key == "id" and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         elif not isinstance(value, str):
             raise RowError("wrong_type", key, f"expected a string, got {type(value).__name__}")
+        elif LONE_SURROGATE.search(value):
+            raise RowError("invalid_unicode", key, "the text holds a lone surrogate escape (half of a character)")
         meta[key] = value
     return meta
 
 
-def _flat(messages: list[dict]) -> str:
-    return " ".join(messages[0]["content"].split())
-
-
-def _normalise(row: dict, kind: str, seen: dict, where: str) -> tuple[str, dict]:
+def _normalise(row: dict, kind: str, seen: dict, where: str, options: dict) -> tuple[str, dict]:
+    if isinstance(row, DuplicateKeys):
+        raise RowError("duplicate_key", row.duplicate, f"the key {row.duplicate!r} appears twice in the object")
     if kind == "pairs":
         layout, prompt, chosen, rejected = _pair(row)
-        if _flat(chosen) == _flat(rejected):
+        flat = canonical(chosen[0]["content"]), canonical(rejected[0]["content"])
+        if flat[0] == flat[1]:
             raise RowError("identical_pair", "rejected", "chosen and rejected are the same text")
         out, reason = {"prompt": prompt, "chosen": chosen, "rejected": rejected}, "duplicate_pair"
-        key = (tuple((m["role"], m["content"]) for m in prompt), chosen[0]["content"], rejected[0]["content"])
+        if options.get("margin"):
+            out["margin"] = _margin(row, layout)
     else:
-        layout, prompt, answer, label = _unpaired(row)
-        out, reason = {"prompt": prompt, "completion": answer, "label": label}, "duplicate_row"
-        key = (tuple((m["role"], m["content"]) for m in prompt), answer[0]["content"])
+        layout, prompt, answer, label = _unpaired(row, options.get("rating_threshold"))
+        out, reason, flat = {"prompt": prompt, "completion": answer, "label": label}, "duplicate_row", \
+            (canonical(answer[0]["content"]),)
+    out.update(_meta(row))
+    key = (tuple(_turns(prompt)), *flat)
     if key in seen:
         raise RowError(reason, "(row)", f"same prompt and answers as {seen[key]}")
-    out.update(_meta(row))
     seen[key] = where
     return layout, out
 
@@ -271,175 +375,155 @@ def _to_dataset(rows: list[dict], kind: str):
 
     first = ["prompt", "chosen", "rejected"] if kind == "pairs" else ["prompt", "completion", "label"]
     present = {k for row in rows for k in row}
-    columns = first + [k for k in META_KEYS if k in present] + ["source_line"]
+    columns = first + [k for k in ("margin", *META_KEYS) if k in present] + ["source_line"]
     return Dataset.from_dict({c: [row.get(c) for row in rows] for c in columns})
 
 
-# ---- reading: every reader yields (unit, line, record or RowError, raw) so one bad line never stops a file
+def _hub_records(source: str, split, limit, local: bool):
+    """A Hub dataset name or a local dataset folder, through `datasets.load_dataset` (streamed with a limit)."""
+    import datasets
 
-
-def _jsonl_rows(data: bytes):
-    for n, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            yield "line", n, RowError("undecodable_bytes", "(line)", f"byte {err.start + 1} of the line is "
-                                      "not UTF-8"), raw.decode("utf-8", "replace")
-            continue
-        try:
-            yield "line", n, json.loads(text), text
-        except json.JSONDecodeError as err:
-            yield "line", n, RowError("malformed_json", "(line)", f"invalid JSON at column {err.colno} "
-                                      f"({err.msg})"), text
-
-
-def _json_rows(data: bytes, name: str):
-    if not data.lstrip().startswith(b"["):  # JSON lines saved as .json (datasets' to_json does this)
-        return "jsonl", _jsonl_rows(data)
+    split = split or "train"
+    where = "the local dataset folder" if local else "the Hugging Face Hub"
     try:
-        records = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        line = data[: err.start].count(b"\n") + 1 if isinstance(err, UnicodeDecodeError) else err.lineno
-        raise DataError(f"{name}, line {line}: the JSON array cannot be read ({err}), so no row can be. "
-                        "Fix: repair the file, or save it as JSON lines (one object per line).") from None
-    return "json", (("record", i, row, row) for i, row in enumerate(records))
-
-
-def _csv_cell(cell: str):
-    if not cell:
-        return None  # an empty cell is an absent value
-    if cell[0] == "[" and cell.rstrip()[-1] == "]":  # a JSON message list written into a cell
-        try:
-            return json.loads(cell)
-        except json.JSONDecodeError:
-            return cell
-    return cell
-
-
-def _csv_rows(data: bytes, name: str):
-    lines = list(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
-    reader = csv.reader(lines)
-    header, prev = next(reader, []), 1
-    try:
-        for cells in reader:
-            start, prev = prev + 1, reader.line_num
-            raw = "".join(lines[start - 1: prev]).rstrip("\r\n")
-            if not any(c.strip() for c in cells):
-                continue
-            if SURROGATE.search(raw):
-                yield "line", start, RowError("undecodable_bytes", "(line)", "bytes that are not UTF-8"), \
-                    raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            elif len(cells) != len(header):
-                yield "line", start, RowError("bad_structure", "(row)", f"{len(cells)} cells, the header has "
-                                              f"{len(header)}"), raw
-            else:
-                yield "line", start, {h: _csv_cell(c) for h, c in zip(header, cells, strict=True)}, raw
-    except csv.Error as err:
-        raise DataError(f"{name}, line {reader.line_num}: the CSV cannot be parsed further ({err}). "
-                        "Fix: check the quoting on that line.") from None
-
-
-def _dataset_rows(dataset):
-    return (("record", i, row, row) for i, row in enumerate(dataset))
-
-
-def _read_records(source, split):
-    """-> (name, format, rows) for a file path, a `datasets.Dataset` or a hub dataset name."""
-    from datasets import Dataset
-
-    if isinstance(source, Dataset):
-        return "Dataset", "dataset", _dataset_rows(source)
-    path, supported = Path(source), ".jsonl, .json, .csv, .parquet, a datasets.Dataset or a hub dataset name"
-    fmt = FILE_FORMATS.get(path.suffix.lower())
-    if fmt and path.is_file():
-        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not data
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            return str(path), fmt, _dataset_rows(pq.read_table(path).to_pylist())
-        if fmt == "json":
-            return str(path), *_json_rows(data, str(path))
-        return str(path), fmt, _jsonl_rows(data) if fmt == "jsonl" else _csv_rows(data, str(path))
-    if fmt or path.exists() or not HUB_ID.match(str(source)):
-        what = "no such file" if not path.exists() else f"unsupported file type {path.suffix!r}"
-        raise DataError(f"{source}: {what}. Give one of: {supported}.")
-    from datasets import load_dataset
-
-    try:
-        dataset = load_dataset(str(source), split=split or "train")
+        if limit is None:
+            dataset = datasets.load_dataset(source, split=split)
+        else:  # stream: only the first `limit` rows are downloaded and read
+            dataset = datasets.load_dataset(source, split=split, streaming=True).take(limit)
     except Exception as err:  # noqa: BLE001 - network, auth and missing-split errors come from several libraries
-        raise DataError(f"{source}: cannot load it from the Hugging Face Hub ({type(err).__name__}: {err}). "
-                        f"Offline, or a typo? Give a local file instead: {supported}.") from err
-    return f"hub:{source}", "hub", _dataset_rows(dataset)
+        hint = "" if local else " Offline, or a typo?"
+        raise DataError(f"{source}: cannot load it from {where} ({type(err).__name__}: {err}).{hint} Give a local "
+                        f"file instead: {SUPPORTED}.") from err
+    return f"{'folder' if local else 'hub'}:{source}", "folder" if local else "hub", "", dataset_records(dataset)
 
 
-def _load(source, kind: str, on_error: str, rejected_path, split):
+def _read_records(source, split, limit):
+    """-> (name, format, note, records) for a file, a folder, a `datasets.Dataset` or a Hub dataset name."""
+    from datasets import Dataset, IterableDataset
+
+    if isinstance(source, (Dataset, IterableDataset)):
+        return "Dataset", "dataset", "", dataset_records(source)
+    path = Path(source)
+    if path.is_dir():
+        return _hub_records(str(path), split, limit, local=True)
+    if path.is_file():
+        from .data_io import _format
+
+        if _format(path)[0] is None:
+            raise DataError(f"{source}: unsupported file type {''.join(path.suffixes)!r}. Give one of: {SUPPORTED}.")
+        return file_records(path)
+    if path.suffix or not HUB_ID.match(str(source)):
+        raise DataError(f"{source}: no such file. Give one of: {SUPPORTED}.")
+    return _hub_records(str(source), split, limit, local=False)
+
+
+def _load(source, kind: str, on_error: str, rejected_path, split, limit, options):
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    name, fmt, records = _read_records(source, split)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of rows or None, got {limit!r}")
+    name, fmt, note, records = _read_records(source, split, limit)
     kept, dropped, layouts, seen, other_split = [], [], Counter(), {}, 0
-    for unit, line, record, raw in records:
+    for unit, line, record, raw in itertools.islice(records, limit):
         try:
             if isinstance(record, RowError):
                 raise record
             if not isinstance(record, dict):
                 raise RowError("wrong_type", "(row)", f"expected a JSON object, got {type(record).__name__}")
-            layout, row = _normalise(record, kind, seen, f"{unit} {line}")
+            layout, row = _normalise(record, kind, seen, f"{unit} {line}", options)
         except RowError as err:
             message = f"{name}, {unit} {line}, field '{err.field}': {err}. Fix: {FIXES[err.reason]}"
             if on_error == "raise":
                 raise DataError(message) from None
             dropped.append({"file": name, "line": line, "unit": unit, "field": err.field,
-                            "reason": err.reason, "message": message, "raw": raw})
+                            "reason": err.reason, "message": message, "raw": _printable(raw)})
             continue
-        if split is not None and fmt != "hub" and row.get("split") != split:
+        if split is not None and fmt not in ("hub", "folder") and row.get("split") != split:
             other_split += 1
             continue
         layouts[layout] += 1
         kept.append({**row, "source_line": line})
-    report = {"file": name, "format": fmt, "kind": kind, "read": len(kept) + len(dropped), "kept": len(kept),
-              "dropped": len(dropped), "dropped_by_reason": dict(Counter(d["reason"] for d in dropped)),
-              "row_formats": dict(layouts), "first_errors": [d["message"] for d in dropped[:5]]}
+    report = {"file": name, "format": fmt, "kind": kind, "read": len(kept) + len(dropped),
+              "kept": len(kept), "dropped": len(dropped),
+              "dropped_by_reason": dict(Counter(d["reason"] for d in dropped)),
+              "row_formats": dict(layouts), "first_errors": [d["message"] for d in dropped[:5]], "note": note}
     if split is not None:
         report.update(split=split, other_split=other_split)
+    if limit is not None:
+        report["limit"] = limit
     if rejected_path is not None:
         write_jsonl(dropped, rejected_path)
         report["rejected_path"] = str(rejected_path)
     return _to_dataset(kept, kind), report
 
 
-def load_preferences(source, on_error: str = "report", rejected_path=None, split: str | None = None):
-    """Load preference pairs from a file, a `datasets.Dataset` or a hub dataset, and check every row.
+def _printable(raw):
+    """The raw row as it can be written back to JSON: lone surrogates and NaN shown, never crash the report."""
+    text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def load_preferences(source, on_error: str = "report", rejected_path=None, split: str | None = None,
+                     limit: int | None = None, margin: bool = False):
+    """Load preference pairs from a file, a folder, a `datasets.Dataset` or a Hub dataset, and check every row.
 
     Args:
-        source: a .jsonl / .json (array) / .csv / .parquet path, a `datasets.Dataset`, or a hub dataset name
-            (only then is `datasets.load_dataset` called).
+        source: a .jsonl / .json / .csv / .parquet path (each may be gzipped), a dataset folder or a Hub dataset
+            name (both read by `datasets.load_dataset`), or a `datasets.Dataset`.
         on_error: "report" keeps the good rows and reports the rest; "raise" stops at the first bad row.
         rejected_path: in report mode, write every dropped row here as JSONL
             {file, line, unit, field, reason, message, raw}.
-        split: keep only rows whose `split` column equals it (for a hub dataset: the split to load).
+        split: keep only rows whose `split` column equals it (for a folder or Hub dataset: the split to load).
+        limit: read at most this many rows (a folder or Hub dataset is then streamed, not downloaded whole).
+        margin: add TRL's optional `margin` column (RewardTrainer's loss becomes -logsigmoid(r_c - r_r - margin)):
+            a `margin` field, else score_chosen - score_rejected (UltraFeedback) or the preferred score minus
+            the other (SHP). Rows without one are dropped as missing_field. Off unless asked for.
 
     Returns:
         (dataset, report): the kept rows as a `Dataset` (prompt, chosen, rejected in TRL's conversational
-        format, the metadata columns found, `source_line`), and a report dict: file, format, read, kept,
-        dropped, dropped_by_reason, row_formats, first_errors. Always kept + dropped == read.
+        format, margin if asked, the metadata columns found, `source_line`), and a report dict: file, format,
+        read, kept, dropped, dropped_by_reason, row_formats, first_errors, note (what the reader noticed about
+        the file as a whole: empty, gzipped, rows inside a wrapping object, ...). Always kept + dropped == read;
+        with `split`, rows of other splits are counted apart (other_split).
 
     Raises:
         DataError: a bad row in "raise" mode, or a file that cannot be read at all.
-        ValueError: `on_error` is not "report" or "raise".
+        ValueError: `on_error` is not "report" or "raise", or `limit` is not a positive int.
     """
-    return _load(source, "pairs", on_error, rejected_path, split)
+    return _load(source, "pairs", on_error, rejected_path, split, limit, {"margin": margin})
 
 
-def load_unpaired(source, on_error: str = "report", rejected_path=None, split: str | None = None):
+def load_unpaired(source, on_error: str = "report", rejected_path=None, split: str | None = None,
+                  limit: int | None = None, rating_threshold: float | None = None):
     """Load unpaired (prompt, completion, label) rows, as `load_preferences` loads pairs.
+
+    Args:
+        rating_threshold: for rows with a numeric `rating` and no `label` (thumbs or star ratings): ratings at or
+            above it are desirable. Without it such rows are dropped (missing_field 'label').
 
     Returns:
         (dataset, report): prompt, completion (one assistant message), label (bool), metadata, source_line.
     """
-    return _load(source, "unpaired", on_error, rejected_path, split)
+    return _load(source, "unpaired", on_error, rejected_path, split, limit, {"rating_threshold": rating_threshold})
+
+
+def require_rows(report: dict, what: str = "pairs") -> None:
+    """Stop at once when a loader kept nothing: say what was read and why none of it is usable.
+
+    Raises:
+        DataError: names the file, the counts, the reasons and the first error.
+    """
+    if report["kept"]:
+        return
+    if report["read"] == 0:
+        why = f"no rows were read ({report.get('note') or 'the source holds no rows'})"
+    elif report.get("other_split"):
+        why = f"{report['read']} rows read, none in split {report.get('split')!r}"
+    else:
+        why = (f"all {report['read']} rows read were dropped {report['dropped_by_reason']}; the first: "
+               f"{report['first_errors'][0]}")
+    raise DataError(f"{report['file']}: no usable {what}: {why}. Fix the file (every dropped row is in "
+                    f"{report.get('rejected_path', 'rejected_path')}), or point the notebook at another one.")
 
 
 def split_dataset(dataset, test_size: float = 0.2, seed: int = 0) -> dict:
@@ -460,13 +544,3 @@ def split_dataset(dataset, test_size: float = 0.2, seed: int = 0) -> dict:
         dataset = dataset.add_column("split", splits)
     return {name: dataset.select([i for i, s in enumerate(splits) if s == name])
             for name in ("train", "test")}
-
-
-def write_jsonl(rows, path) -> Path:
-    """Write rows (a `Dataset` or a list of dicts) as UTF-8 JSON lines (folders created); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    return path
