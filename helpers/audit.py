@@ -27,6 +27,13 @@ def _column(dataset, name: str, default=None) -> list:
     return [default] * len(dataset)
 
 
+def _names(dataset) -> list:
+    """Each row's name in a report: its `id`, else its line in the source file, else its position."""
+    ids, lines = _column(dataset, "id"), _column(dataset, "source_line")
+    return [i if i is not None else f"line {n}" if n is not None else f"row {k}"
+            for k, (i, n) in enumerate(zip(ids, lines, strict=True))]
+
+
 def _encode(tokenizer, items: list, batch_size: int, **template_kwargs):
     """Yield the token ids of each conversation (message list) or plain string, tokenized in batches.
 
@@ -125,13 +132,13 @@ def audit_lengths(dataset, tokenizer, max_length: int, batch_size: int = 1000) -
     chosen, chosen_heads = _lengths_and_heads(dataset, tokenizer, "chosen", batch_size, max_length)
     rejected, rejected_heads = _lengths_and_heads(dataset, tokenizer, "rejected", batch_size, max_length)
     lengths = {"chosen_tokens": chosen, "rejected_tokens": rejected}
-    ids, splits = _column(dataset, "id"), _column(dataset, "split", "all")
+    ids, splits = _names(dataset), _column(dataset, "split", "all")
     over = [i for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)) if max(c, r) > max_length]
     # identical on the first max_length tokens: both sides have at least that many, and the heads agree
     same = [i for i in over if i in chosen_heads and chosen_heads[i] == rejected_heads.get(i)]
 
     def describe(i):
-        return {"id": ids[i] if ids[i] is not None else str(i), "split": splits[i],
+        return {"id": ids[i], "split": splits[i],
                 "chosen_tokens": chosen[i], "rejected_tokens": rejected[i]}
 
     sides = ("chosen", "rejected")
@@ -176,7 +183,7 @@ def audit_unpaired(dataset, tokenizer, max_length: int, batch_size: int = 1000) 
     full_ids = [_ids(e) for e in _encode(tokenizer, full, batch_size)]
     prompt_tokens = [_prefix_length(p, f) for p, f in zip(prompt_ids, full_ids, strict=True)]
     total = [len(f) for f in full_ids]
-    ids, splits, labels = _column(dataset, "id"), _column(dataset, "split", "all"), _column(dataset, "label")
+    ids, splits, labels = _names(dataset), _column(dataset, "split", "all"), _column(dataset, "label")
     over = [i for i, n in enumerate(prompt_tokens) if n >= max_length]
     stats = {split: _stats(total, splits, split) for split in _split_names(splits)}
     return {"max_length": max_length, "rows": len(total), "stats": stats, "prompt_over_max_length": len(over),

@@ -112,7 +112,8 @@ def _number(value, field: str) -> float:
     except (TypeError, ValueError):
         number = None
     if number is None or not math.isfinite(number):
-        raise RowError("wrong_type", field, f"expected a finite number, got {value!r}"[:200])
+        raise RowError("wrong_type", field, f"expected a finite number, got {value!r}"[:200],
+                       "write a number (not NaN or infinity), or leave the field out.")
     return number
 
 
@@ -122,7 +123,8 @@ def _choice(value, field: str) -> int:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
         return value
-    raise RowError("bad_label", field, f"expected 0 or 1, got {value!r}"[:200])
+    raise RowError("bad_label", field, f"expected 0 or 1, got {value!r}"[:200],
+                   f"{field} says which response is preferred: 0 or 1.")
 
 
 def _messages(value, field: str) -> list[dict]:
@@ -196,7 +198,8 @@ def _repeated(prompt: list[dict], value, field: str) -> list[dict]:
     msgs = _messages(value, field)
     if _turns(msgs[:-1]) != _turns(prompt):
         raise RowError("bad_structure", field, f"the conversation's first {len(msgs) - 1} turn(s) are not the "
-                       "prompt's turns")
+                       "prompt's turns", "chosen and rejected must repeat the prompt's turns, then add one "
+                       "assistant answer (or hold only that answer).")
     if msgs[-1]["role"] != "assistant":
         raise RowError("bad_structure", f"{field}[{len(msgs) - 1}].role", "the last turn must be the assistant's")
     return msgs[-1:]
@@ -280,8 +283,9 @@ def _margin(row: dict, layout: str) -> float:
         a_minus_b = _number(row["score_A"], "score_A") - _number(row["score_B"], "score_B")
         return a_minus_b if _choice(row["labels"], "labels") == 1 else -a_minus_b
     if row.get("score_chosen") is None and row.get("score_rejected") is None:
-        raise RowError("missing_field", "score_chosen", "margin=True needs a score for each answer "
-                       "(score_chosen and score_rejected, score_A and score_B) or a margin field")
+        raise RowError("missing_field", "score_chosen", "margin=True needs a score for each answer",
+                       "add score_chosen and score_rejected (SHP: score_A and score_B) or a margin field, or load "
+                       "without margin=True.")
     _require(row, ("score_chosen", "score_rejected"))
     return _number(row["score_chosen"], "score_chosen") - _number(row["score_rejected"], "score_rejected")
 
@@ -303,8 +307,9 @@ def _label(row: dict, rating_threshold) -> tuple[str, bool]:
     if row.get("rating") is None:
         raise RowError("missing_field", "label", "the field 'label' is missing")
     if rating_threshold is None:
-        raise RowError("missing_field", "label", "the row has a rating but no label; pass rating_threshold= "
-                       "(ratings at or above it are desirable) to turn ratings into labels")
+        raise RowError("missing_field", "label", "the row has a rating but no label",
+                       "pass rating_threshold= (ratings at or above it are desirable) to turn ratings into labels, "
+                       "or add a label.")
     return "rated_", _number(row["rating"], "rating") >= rating_threshold
 
 
@@ -432,7 +437,7 @@ def _load(source, kind: str, on_error: str, rejected_path, split, limit, options
                 raise RowError("wrong_type", "(row)", f"expected a JSON object, got {type(record).__name__}")
             layout, row = _normalise(record, kind, seen, f"{unit} {line}", options)
         except RowError as err:
-            message = f"{name}, {unit} {line}, field '{err.field}': {err}. Fix: {FIXES[err.reason]}"
+            message = f"{name}, {unit} {line}, field '{err.field}': {err}. Fix: {err.fix or FIXES[err.reason]}"
             if on_error == "raise":
                 raise DataError(message) from None
             dropped.append({"file": name, "line": line, "unit": unit, "field": err.field,
@@ -527,13 +532,13 @@ def require_rows(report: dict, what: str = "pairs") -> None:
 
 
 def split_dataset(dataset, test_size: float = 0.2, seed: int = 0) -> dict:
-    """{"train": ..., "test": ...}: by the `split` column when every row has train/test, else by prompt.
+    """{"train": ..., "test": ...}: by the `split` column when it holds both and only train/test, else by prompt.
 
     Splitting by prompt (shuffled with `seed`) keeps every prompt on one side, so test prompts stay unseen.
     The returned datasets carry a `split` column either way.
     """
     splits = list(dataset["split"]) if "split" in dataset.column_names else []
-    if not splits or not set(splits) <= {"train", "test"}:
+    if set(splits) != {"train", "test"}:
         keys = [json.dumps(p, ensure_ascii=False, sort_keys=True) for p in dataset["prompt"]]
         prompts = sorted(set(keys))
         random.Random(seed).shuffle(prompts)

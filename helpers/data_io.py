@@ -34,9 +34,9 @@ class DataError(KitError, ValueError):
 class RowError(Exception):
     """One bad row, before the file and line are known: a reason code, the field and what is wrong."""
 
-    def __init__(self, reason: str, field: str, message: str):
+    def __init__(self, reason: str, field: str, message: str, fix: str | None = None):
         super().__init__(message)
-        self.reason, self.field = reason, field
+        self.reason, self.field, self.fix = reason, field, fix
 
 
 class DuplicateKeys(dict):

@@ -49,15 +49,15 @@ def length_bias(rewards, lengths, chosen, rejected, balanced) -> dict:
 
     Returns:
         Spearman correlation of reward with length, and pairwise accuracy on the length-balanced pairs
-        (where length cannot explain the choice) against the rest.
+        (where length cannot explain the choice) against the rest; an accuracy is None when its group is empty.
     """
     chosen, rejected, balanced = np.asarray(chosen), np.asarray(rejected), np.asarray(balanced, dtype=bool)
-    if not balanced.any() or balanced.all():
-        raise ValueError(f"need both length-balanced and other pairs, got {int(balanced.sum())} of {len(balanced)} "
-                         "balanced; the kit's data has a `length_balanced` column for this")
+
+    def accuracy(mask):
+        return pairwise_accuracy(chosen[mask], rejected[mask]) if mask.any() else None
+
     return {
         "length_reward_spearman": spearman(rewards, lengths),
-        "accuracy_length_balanced": pairwise_accuracy(chosen[balanced], rejected[balanced]),
-        "accuracy_not_length_balanced": pairwise_accuracy(chosen[~balanced], rejected[~balanced]),
+        "accuracy_length_balanced": accuracy(balanced), "accuracy_not_length_balanced": accuracy(~balanced),
         "pairs_length_balanced": int(balanced.sum()), "pairs_not_length_balanced": int((~balanced).sum()),
     }

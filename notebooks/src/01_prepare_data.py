@@ -35,16 +35,25 @@ versions = setup()  # Colab: installs the pinned libraries and mounts Google Dri
 # %% [markdown]
 # ## Parameters
 # `PROFILE`, `RUN_DIR` and `SEED` as in notebook 00. `DATA_PATH` and `UNPAIRED_PATH` point at the kit's own
-# data; put your own file there (`.jsonl`, `.json`, `.csv`, `.parquet`, or a Hub dataset name). With
-# `ON_ERROR = "report"` bad rows are set aside and listed; `"raise"` stops at the first one.
+# data; put your own there: a `.jsonl`, `.json`, `.csv` or `.parquet` file (gzipped too), a dataset folder, or
+# a Hub dataset name such as `"HuggingFaceH4/ultrafeedback_binarized"` with `DATA_SPLIT = "train_prefs"` and
+# `DATA_LIMIT = 2000` (streamed: only those rows are downloaded). The layouts of the common public datasets
+# are recognised row by row (section 1 lists them); only `prompt`/`chosen`/`rejected` in some form are
+# required, the kit's extra fields (`category`, `length_balanced`, ...) are optional. `MARGIN = True` turns
+# the data's score differences into TRL's `margin` column. `UNPAIRED_PATH = None` trains KTO on your pairs
+# alone. With `ON_ERROR = "report"` bad rows are set aside and listed; `"raise"` stops at the first one.
 
 # %% tags=["parameters"]
 from helpers import KIT_ROOT
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
-DATA_PATH = str(KIT_ROOT / "data" / "preferences.jsonl")  # preference pairs
-UNPAIRED_PATH = str(KIT_ROOT / "data" / "unpaired.jsonl")  # natively unpaired rows for KTO
+DATA_PATH = str(KIT_ROOT / "data" / "preferences.jsonl")  # preference pairs: a file, folder or Hub dataset
+DATA_SPLIT = None  # a Hub or folder dataset's split (default "train"); for a file, keep rows with this `split`
+DATA_LIMIT = None  # read at most this many rows (e.g. 2000 of a large Hub dataset)
+MARGIN = False  # True: score differences (UltraFeedback, SHP) become TRL's `margin` column
+UNPAIRED_PATH = str(KIT_ROOT / "data" / "unpaired.jsonl")  # natively unpaired rows for KTO, or None
+RATING_THRESHOLD = None  # unpaired rows with a numeric `rating` and no `label`: ratings >= this are desirable
 ON_ERROR = "report"  # or "raise"
 
 # %% [markdown]
@@ -83,9 +92,20 @@ seed_pair
 
 # %% [markdown]
 # TRL's trainers read the **conversational** format: `prompt` is a list of messages (`role`, `content`), and
-# `chosen`/`rejected` are the assistant's reply. `load_preferences` brings every layout it knows to that form:
-# plain strings like above, message lists, Axolotl rows (`input`/`context`, `system`, `rating`), and hh-rlhf
-# dialogues ("\n\nHuman: … \n\nAssistant: …"). It also takes a `datasets.Dataset`:
+# `chosen`/`rejected` are the assistant's reply. `load_preferences` brings every layout it knows to that form,
+# deciding row by row:
+#
+# | layout | fields | as in |
+# |---|---|---|
+# | plain | `prompt`, `chosen`, `rejected` strings | the kit's file |
+# | conversational | `prompt` messages, `chosen`/`rejected` one assistant message (or full conversations) | TRL's docs |
+# | UltraFeedback | `prompt` string, `chosen`/`rejected` full conversations repeating it, `score_chosen/rejected` | `HuggingFaceH4/ultrafeedback_binarized` |
+# | PKU-SafeRLHF | `prompt`, `response_0`, `response_1`, `better_response_id` | `PKU-Alignment/PKU-SafeRLHF` |
+# | SHP | `history`, `human_ref_A`, `human_ref_B`, `labels` (1: A preferred), `score_A/B` | `stanfordnlp/SHP` |
+# | Axolotl | `context`/`input`/`question`, optional `system`, `chosen`, `rejected`, `rating` | Axolotl's reward-model docs |
+# | hh-rlhf | `chosen`/`rejected` dialogues "\n\nHuman: … \n\nAssistant: …" | `Anthropic/hh-rlhf` |
+#
+# It also takes a `datasets.Dataset`:
 
 # %%
 from datasets import Dataset
@@ -117,14 +137,25 @@ print(f"{len(ids)} tokens")
 # NBVAL_CHECK_OUTPUT
 from helpers.data import load_unpaired
 
-pairs, pairs_report = load_preferences(DATA_PATH, on_error=ON_ERROR,
-                                      rejected_path=data_dir / "rejected.jsonl")
-native, native_report = load_unpaired(UNPAIRED_PATH, on_error=ON_ERROR,
-                                      rejected_path=data_dir / "rejected_unpaired.jsonl")
-for name, report in (("pairs", pairs_report), ("unpaired", native_report)):
+from helpers.data import require_rows
+
+pairs, pairs_report = load_preferences(DATA_PATH, on_error=ON_ERROR, rejected_path=data_dir / "rejected.jsonl",
+                                      split=DATA_SPLIT, limit=DATA_LIMIT, margin=MARGIN)
+require_rows(pairs_report, "pairs")  # an empty or all-bad file stops here, saying what was read and why
+reports = {"pairs": pairs_report}
+native = None
+if UNPAIRED_PATH:
+    native, reports["unpaired"] = load_unpaired(UNPAIRED_PATH, on_error=ON_ERROR,
+                                                rejected_path=data_dir / "rejected_unpaired.jsonl",
+                                                rating_threshold=RATING_THRESHOLD)
+    require_rows(reports["unpaired"], "unpaired rows")
+for name, report in reports.items():
     assert report["kept"] + report["dropped"] == report["read"]
     print(f"{name:9} read {report['read']}, kept {report['kept']}, dropped {report['dropped']} "
           f"{report['dropped_by_reason']}, layouts {report['row_formats']}")
+    if report["note"]:
+        print(f"          note: {report['note']}")
+native_report = reports.get("unpaired")
 
 # %% [markdown]
 # What does a bad row look like? Here is a small file with two defects: a pair whose two answers are the same,
@@ -163,21 +194,29 @@ for message in demo_report["first_errors"]:
 # ## 4 · Splits
 # The kit's file says which pairs are for training and which are held out (split by *prompt*, so no test
 # prompt is ever seen in training). A file without a `split` column is split here by prompt with `SEED`.
+# Where the rows have a `category`, the counts come per category.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 from collections import Counter
 from helpers.data import split_dataset
 
-pair_splits, native_splits = split_dataset(pairs, seed=SEED), split_dataset(native, seed=SEED)
+pair_splits = split_dataset(pairs, seed=SEED)
+native_splits = split_dataset(native, seed=SEED) if native is not None else {"train": None, "test": None}
+has_category = "category" in pairs.column_names
 for split, part in pair_splits.items():
-    print(f"{split:5} {len(part):4} pairs  {dict(sorted(Counter(part['category']).items()))}")
+    print(f"{split:5} {len(part):4} pairs  " + (str(dict(sorted(Counter(part["category"]).items())))
+                                                if has_category else "(no category column)"))
 
 # %%
 from helpers.plots import plot_category_mix, save_figure
 
-figures = {"category_mix": plot_category_mix(pairs)}
-figures["category_mix"]
+figures = {}
+if has_category:
+    figures["category_mix"] = plot_category_mix(pairs)
+    display(figures["category_mix"])
+else:
+    print("No `category` column in this data, so no per-category chart.")
 
 # %% [markdown]
 # ## 5 · The length audit
@@ -218,8 +257,9 @@ print(f"max_length {try_max_length}: {check['over_max_length']} of {check['pairs
       + ("done, at most 1% lost" if ok else "not yet, more than 1% lost; raise try_max_length"))
 
 # %% [markdown]
-# Token lengths per side and split, with `max_length` as the dashed line. Rejected answers run longer here
-# (rambling is one of the kit's failure modes), so it is mostly the rejected side that crosses the line.
+# Token lengths per side and split, with `max_length` as the dashed line. In the kit's pairs the rejected
+# answers run longer (rambling is one of its failure modes), so it is mostly the rejected side that crosses the
+# line; with your own data, see which side it is.
 
 # %%
 from helpers.plots import plot_token_lengths
@@ -231,7 +271,8 @@ figures["token_lengths"]
 # ## 6 · Unpairing for KTO
 # KTO (Kahneman–Tversky Optimization) learns from *unpaired* rows: a prompt, one completion, and a label
 # (desirable or not). Every pair gives two such rows, its chosen answer labelled desirable and its rejected one
-# undesirable. The kit also has natively unpaired rows, about one desirable for three undesirable.
+# undesirable. The kit also has natively unpaired rows, about one desirable for three undesirable
+# (`UNPAIRED_PATH`; with `None`, KTO learns from the unpaired pairs alone).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -239,8 +280,8 @@ from helpers.kto import unpair_preferences
 
 derived = {split: unpair_preferences(part) for split, part in pair_splits.items()}
 for split in ("train", "test"):
-    print(f"{split:5} from pairs {dict(Counter(derived[split]['label']))}, "
-          f"native {dict(Counter(native_splits[split]['label']))}")
+    native_labels = dict(Counter(native_splits[split]["label"])) if native is not None else "none"
+    print(f"{split:5} from pairs {dict(Counter(derived[split]['label']))}, native {native_labels}")
 
 # %% [markdown]
 # KTO estimates its reference point from each batch, and logs rewards per label per batch, so **every batch
@@ -318,7 +359,8 @@ from helpers import save_metrics
 
 counts = ("read", "kept", "dropped", "dropped_by_reason")
 labels = {split: Counter(unpaired[split]["label"]) for split in ("train", "test")}
-metrics = {**{k: pairs_report[k] for k in counts}, **{f"unpaired_{k}": native_report[k] for k in counts}}
+metrics = {**{k: pairs_report[k] for k in counts},
+           **{f"unpaired_{k}": (native_report or {}).get(k, 0) for k in counts}}
 metrics.update({k: audit[k] for k in ("max_length", "over_max_length", "identical_after_truncation",
                                       "suggested_max_length")})
 metrics.update(train_pairs=len(pair_splits["train"]), test_pairs=len(pair_splits["test"]),

@@ -164,16 +164,23 @@ fig
 
 # %% [markdown]
 # ## Length bias
-# Reward models love long answers, because in most preference data the chosen answer *is* longer. The kit's
-# data marks the pairs where the chosen answer is not longer than the rejected one (`length_balanced`): on
-# those, length cannot explain a correct choice. Compare accuracy there with the rest, and correlate reward with
+# Reward models love long answers, because in most preference data the chosen answer *is* longer. Call a pair
+# *length-balanced* when its chosen answer is not longer than the rejected one: on those pairs, length cannot
+# explain a correct choice. The kit's data marks them (`length_balanced`); for a file without that column the
+# cell below computes it from the token counts. Compare accuracy there with the rest, and correlate reward with
 # length over every response.
 
 # %%
 from helpers.diagnose import length_bias
 
 lengths = [len(scorer.tokens(p, a)) for p, a in items]
-bias = length_bias(batched, lengths, chosen, rejected, test["length_balanced"])
+if "length_balanced" in test.column_names:
+    balanced, balanced_source = test["length_balanced"], "the data's length_balanced column"
+else:
+    balanced = [c <= r for c, r in zip(lengths[0::2], lengths[1::2])]
+    balanced_source = "token counts (no length_balanced column): chosen not longer than rejected"
+bias = length_bias(batched, lengths, chosen, rejected, balanced)
+print(f"length-balanced pairs from {balanced_source}: {bias['pairs_length_balanced']} of {len(test)}")
 bias
 
 # %%
@@ -205,7 +212,8 @@ import csv, json
 
 scores_dir = run_dir / "scores"
 scores_dir.mkdir(exist_ok=True)
-rows = [{"id": r.get("id"), "category": r.get("category"), "reward_chosen": float(c),
+rows = [{"id": r.get("id"), "source_line": r["source_line"], "category": r.get("category"),
+         "reward_chosen": float(c),
          "reward_rejected": float(j), "z_chosen": (float(c) - scorer.mean) / scorer.std,
          "z_rejected": (float(j) - scorer.mean) / scorer.std, "p_chosen": float(1 / (1 + np.exp(j - c)))}
         for r, c, j in zip(test, chosen, rejected)]
@@ -224,7 +232,8 @@ print(f"{len(rows)} rows -> {scores_dir}/test_scores.jsonl and .csv")
 
 # %%
 import subprocess
-lines = [json.dumps({"id": r["id"], "prompt": r["prompt"], "response": r["chosen"]}, ensure_ascii=False)
+lines = [json.dumps({"id": r.get("id") or f"line {r['source_line']}", "prompt": r["prompt"],
+                    "response": r["chosen"]}, ensure_ascii=False)
          for r in test.select(range(6))] + ['{"prompt": "no response field"}', "{broken json"]
 (scores_dir / "cli_input.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 cmd = [sys.executable, "-m", "helpers.score", "--model", str(merged_dir),
