@@ -77,7 +77,7 @@ def run_course(profile: str = "tiny", run_dir: str | Path | None = None, paramet
     run_dir = prepare_run_dir(run_dir or KIT_ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S"))
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
-    params = {"PROFILE": profile, "RUN_DIR": str(run_dir), **(parameters or {})}
+    params = {"PROFILE": profile, "RUN_DIR": str(run_dir), **_absolute_paths(parameters or {})}
     summary = {"run_dir": str(run_dir), "profile": profile, "parameters": params, "notebooks": [], "failure": None}
     for nb in list_notebooks(prefixes, notebook_dir):
         start = time.perf_counter()
@@ -96,6 +96,12 @@ def run_course(profile: str = "tiny", run_dir: str | Path | None = None, paramet
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     write_report(summary)
     return summary
+
+
+def _absolute_paths(parameters: dict) -> dict:
+    """`*_PATH` parameters naming a file or folder relative to here, made absolute: notebooks run in notebooks/."""
+    return {k: str(Path(v).resolve()) if k.endswith("_PATH") and isinstance(v, str) and v
+            and not Path(v).is_absolute() and Path(v).exists() else v for k, v in parameters.items()}
 
 
 def collect_metrics(run_dir: str | Path) -> dict:

@@ -105,3 +105,14 @@ def test_parameters_file_and_pairs(tmp_path):
     params_file = tmp_path / "p.yaml"
     params_file.write_text("SEED: 3\nRESUME: true\n")
     assert _load_parameters(str(params_file), [["MAX_STEPS", "10"]]) == {"SEED": 3, "RESUME": True, "MAX_STEPS": 10}
+
+
+def test_relative_data_paths_are_made_absolute_for_notebooks_that_run_elsewhere(tmp_path, monkeypatch):
+    from helpers.runs import _absolute_paths
+
+    (tmp_path / "mine.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    out = _absolute_paths({"DATA_PATH": "mine.jsonl", "UNPAIRED_PATH": None, "SEED": 7,
+                           "OTHER_PATH": "org/hub-dataset", "NOTE": "mine.jsonl"})
+    assert out == {"DATA_PATH": str(tmp_path / "mine.jsonl"), "UNPAIRED_PATH": None, "SEED": 7,
+                   "OTHER_PATH": "org/hub-dataset", "NOTE": "mine.jsonl"}

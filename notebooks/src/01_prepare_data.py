@@ -53,7 +53,7 @@ DATA_SPLIT = None  # a Hub or folder dataset's split (default "train"); for a fi
 DATA_LIMIT = None  # read at most this many rows (e.g. 2000 of a large Hub dataset)
 MARGIN = False  # True: score differences (UltraFeedback, SHP) become TRL's `margin` column
 UNPAIRED_PATH = str(KIT_ROOT / "data" / "unpaired.jsonl")  # natively unpaired rows for KTO, or None
-RATING_THRESHOLD = None  # unpaired rows with a numeric `rating` and no `label`: ratings >= this are desirable
+RATING_THRESHOLD = None  # unpaired rows with a `rating` but no `label`: ratings at or above it are desirable
 ON_ERROR = "report"  # or "raise"
 
 # %% [markdown]
