@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from foreign_data import write_foreign_pairs
+
 from helpers.runs import format_summary, run_course
 
 PARAMETERS = {"01": {"UNPAIRED_PATH": None}, "02": {"MAX_STEPS": 32, "STORAGE_STEPS": 0}, "03": {}, "04": {},
