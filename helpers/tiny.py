@@ -170,13 +170,37 @@ def build_tiny_model(style: str, out_dir: str | Path, seed: int = 0, warmup_step
     return manifest
 
 
+def reusable_tiny_model(out_dir: str | Path, style: str, seed: int, warmup_steps: int) -> dict | None:
+    """The manifest of a tiny model already in `out_dir` built with these settings and intact, else None.
+
+    Intact: the weights on disk hash to the checksum recorded when they were built.
+    """
+    manifest_path = Path(out_dir) / "tiny_manifest.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if (manifest.get("style"), manifest.get("seed"), manifest.get("warmup_steps")) != (style, seed, warmup_steps):
+        return None
+    model_cls = LlamaForCausalLM if style == "llama3" else Qwen2ForCausalLM
+    try:
+        model = model_cls.from_pretrained(out_dir, use_safetensors=True)
+    except (OSError, ValueError):
+        return None
+    return {**manifest, "reused": True} if state_checksum(model) == manifest.get("checksum") else None
+
+
 def build_tiny_models(models_dir: str | Path, seed: int = 0, rm_warmup_steps: int = 0,
-                      policy_warmup_steps: int = 0) -> dict[str, dict]:
-    """Build both tiny models of the `tiny` profile under `models_dir`; returns their manifests."""
+                      policy_warmup_steps: int = 0, reuse: bool = False) -> dict[str, dict]:
+    """Build both tiny models of the `tiny` profile under `models_dir`; returns their manifests.
+
+    With `reuse`, a model already there with the same seed and warm-up whose weights match their recorded
+    checksum is kept (its manifest gets "reused": True) instead of being built again.
+    """
     from .profiles import TINY_POLICY, TINY_RM_BASE
 
     models_dir = Path(models_dir)
-    return {
-        TINY_RM_BASE: build_tiny_model("llama3", models_dir / TINY_RM_BASE, seed, rm_warmup_steps),
-        TINY_POLICY: build_tiny_model("chatml", models_dir / TINY_POLICY, seed, policy_warmup_steps),
-    }
+    out = {}
+    for name, style, steps in ((TINY_RM_BASE, "llama3", rm_warmup_steps), (TINY_POLICY, "chatml", policy_warmup_steps)):
+        kept = reusable_tiny_model(models_dir / name, style, seed, steps) if reuse else None
+        out[name] = kept or build_tiny_model(style, models_dir / name, seed, steps)
+    return out

@@ -57,3 +57,35 @@ def colab_course(tmp_path_factory):
     return summary
 
 
+
+
+FOREIGN_PARAMETERS = {"01": {"UNPAIRED_PATH": None}, "02": {"MAX_STEPS": 16, "STORAGE_STEPS": 0}, "03": {}, "04": {},
+                      "05": {"MAX_STEPS": 8}}
+
+
+@pytest.fixture(scope="session")
+def foreign_course(colab_course, tmp_path_factory):
+    """Notebooks 01-05 on a learner's own file (tests/foreign_data.py: PKU-SafeRLHF layout, no kit metadata, bad rows).
+
+    Plain papermill outside Colab (the runner, as `make run ARGS="-p DATA_PATH ..."` calls it), reusing the tiny
+    models the Colab course's notebook 00 built and training briefly (FOREIGN_PARAMETERS: 02 reaches 0.87 held-out
+    accuracy in 16 steps); tests/test_foreign_course.py checks its metrics.
+    """
+    from foreign_data import write_foreign_pairs
+
+    from helpers.runs import format_summary, run_course
+
+    work = tmp_path_factory.mktemp("foreign")
+    data = write_foreign_pairs(work / "pku_pairs.jsonl")
+    run_dir = work / "run"
+    (run_dir / "models").mkdir(parents=True)
+    for model in (Path(colab_course["run_dir"]) / "models").iterdir():
+        os.symlink(model, run_dir / "models" / model.name)
+    summaries = []
+    for prefix, params in FOREIGN_PARAMETERS.items():
+        if prefix == "01":
+            params = {**params, "DATA_PATH": str(work / "pku_pairs.jsonl")}
+        summaries.append(run_course("tiny", run_dir, params, [prefix]))
+        assert summaries[-1]["failure"] is None, format_summary(summaries[-1])
+    return {"data": data, "metrics": summaries[-1]["metrics"],
+            "seconds": {n["notebook"]: n["seconds"] for s in summaries for n in s["notebooks"]}}

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,8 +125,11 @@ def test_error_demonstrations_showed_their_error(course_run):
 
 # nbval compares only `# NBVAL_CHECK_OUTPUT` cells; in 02 and 05 they all come before training, so the re-execution
 # trains briefly (the full-length run and its metrics are the Colab simulation's): 02 one epoch without the storage
-# experiment, 05 a tenth of its steps. This keeps the suite, install included, under 10 minutes on 2 cores.
-NBVAL_PARAMETERS = {"02_train_reward_model": {"MAX_STEPS": 32, "STORAGE_STEPS": 0},
+# experiment, 05 a tenth of its steps. 00 starts from a copy of the Colab run's tiny models and keeps them once their
+# weights match the recorded checksums (building twice with one seed is test_tiny.py's check). This keeps the
+# suite, install included, under 10 minutes on 2 cores.
+NBVAL_PARAMETERS = {"00_setup": {"REUSE_MODELS": True},
+                    "02_train_reward_model": {"MAX_STEPS": 32, "STORAGE_STEPS": 0},
                     "05_kto_unpaired": {"MAX_STEPS": 8}}
 
 
@@ -146,6 +150,7 @@ def test_nbval_reexecution_matches(course_run, tmp_path):
     (tmp_path / "notebooks").mkdir()
     executed = [str(_with_parameters(p, tmp_path / "notebooks"))
                 for p in sorted(Path(course_run["executed_dir"]).glob("*.ipynb"))]
+    shutil.copytree(Path(course_run["run_dir"]) / "models", tmp_path / "run" / "models")
     env = {**os.environ, "REWARD_LAB_RUN_DIR": str(tmp_path / "run")}
     env.pop("REWARD_LAB_CONTENT", None)
     sanitize = Path(__file__).parent / "nbval_sanitize.cfg"
@@ -154,5 +159,7 @@ def test_nbval_reexecution_matches(course_run, tmp_path):
                             capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+    setup = json.loads((tmp_path / "run" / "metrics" / "00_setup.json").read_text())
+    assert all(m.get("reused") for m in setup["models"].values()), "00 rebuilt the models"
     short = json.loads((tmp_path / "run" / "metrics" / "02_train_reward_model.json").read_text())
     assert short["storage_experiment"] == {} and short["eval_by_epoch"]["accuracy"], "the overrides did not apply"

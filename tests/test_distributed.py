@@ -83,11 +83,11 @@ def test_exported_configs_carry_the_notebook_recipe(run_dir):
 def test_two_process_training_passes_verify_and_scoring(run_dir, kit_pairs):
     config = export_trl_configs(get_profile("tiny"), run_dir)["reward"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REWARD_SCRIPT),
-           "--config", str(config), "--ddp_backend", "gloo", "--num_train_epochs", "2", "--eval_strategy", "no"]
+           "--config", str(config), "--ddp_backend", "gloo", "--num_train_epochs", "1", "--eval_strategy", "no"]
     returncode, log = _run_until_saved(cmd, run_dir / "torchrun.log")
     assert returncode in (0, HUNG_AFTER_SAVE), log[-3000:]
     # 244 pairs fit max_length; split over 2 processes at 8 per device: 16 steps an epoch (1 process: 31)
-    assert "| 32/32 [" in log and "| 62/62 [" not in log, "expected 2 processes sharing the data"
+    assert "| 16/16 [" in log and "| 31/31 [" not in log, "expected 2 processes sharing the data"
     adapter = run_dir / "rm_adapter_cli"
     base = AutoModelForSequenceClassification.from_pretrained(run_dir / "models" / "tiny-llama3", num_labels=1)
     tokenizer = AutoTokenizer.from_pretrained(adapter)
@@ -102,4 +102,4 @@ def test_two_process_training_passes_verify_and_scoring(run_dir, kit_pairs):
     assert report["ok"] and report["missing_keys"] == [] and report["head_shape"] == [1, 128]
     scorer = RewardScorer.from_pretrained(out, device="cpu")
     rewards = scorer.score_batch([(r["prompt"], r[s]) for r in test for s in ("chosen", "rejected")])
-    assert pairwise_accuracy(rewards[0::2], rewards[1::2]) >= 0.65  # two processes, 2 epochs: it learned
+    assert pairwise_accuracy(rewards[0::2], rewards[1::2]) >= 0.65  # two processes, 1 epoch: it learned

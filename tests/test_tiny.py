@@ -105,3 +105,22 @@ def test_kit_texts_use_the_train_split_only():
 def test_build_tokenizer_rejects_unknown_style():
     with pytest.raises(ValueError, match="style must be 'llama3' or 'chatml'"):
         build_tokenizer(["a b c"], style="gpt2")
+
+
+def test_reuse_keeps_an_intact_model_and_rebuilds_a_changed_one(tiny_dirs, tmp_path):
+    import shutil
+
+    from helpers.tiny import reusable_tiny_model
+
+    root, manifests = tiny_dirs
+    for style in ("llama3", "chatml"):
+        kept = reusable_tiny_model(root / style, style, seed=7, warmup_steps=20)
+        assert kept["reused"] is True and kept["checksum"] == manifests[style]["checksum"]
+    assert reusable_tiny_model(root / "llama3", "llama3", seed=8, warmup_steps=20) is None  # other seed
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "llama3", copy)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte in the last tensor
+    weights.write_bytes(bytes(data))
+    assert reusable_tiny_model(copy, "llama3", seed=7, warmup_steps=20) is None

@@ -48,6 +48,7 @@ versions = setup()  # Colab: installs the pinned libraries and mounts Google Dri
 PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
+REUSE_MODELS = False  # tiny: keep models already in RUN_DIR/models built with this SEED (checksums verified)
 
 # %%
 import time
@@ -126,7 +127,7 @@ from helpers import build_tiny_models, download_models
 
 if profile.is_tiny:
     models = build_tiny_models(run_dir / "models", seed=SEED, rm_warmup_steps=profile.rm_warmup_steps,
-                               policy_warmup_steps=profile.policy_warmup_steps)
+                               policy_warmup_steps=profile.policy_warmup_steps, reuse=REUSE_MODELS)
 else:
     models = download_models(profile)
 for name, info in models.items():
@@ -134,6 +135,7 @@ for name, info in models.items():
 
 # %% [markdown]
 # Same seed, same weights: the checksums below are checked when the course is re-executed by nbval.
+# (`REUSE_MODELS = True` keeps models already built with this seed, once their weights match these checksums.)
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -37,7 +37,7 @@ RESUME = False  # True: continue from the newest checkpoint in RUN_DIR/rm_adapte
 QUANTIZATION = "profile"  # "profile" (8bit), "8bit", "4bit" (QLoRA) or "none" (full-precision base)
 MAX_STEPS = -1  # > 0: stop after this many optimizer steps (quick smoke runs)
 DTYPE = "auto"  # "auto" (from the hardware), or force "fp16" (a T4's policy, also on CPU) or "bf16"
-STORAGE_STEPS = -1  # steps of the bf16-vs-fp32 experiment; -1: 16 on tiny, 8 on a GPU profile; 0: skip it
+STORAGE_STEPS = 8  # steps of the bf16-vs-fp32 experiment; 0: skip it
 
 # %%
 import time
@@ -355,7 +355,7 @@ gc.collect()
 if torch.cuda.is_available():
     torch.cuda.empty_cache()
 gpu_lr = get_profile("llama3-8b").learning_rate
-steps = STORAGE_STEPS if STORAGE_STEPS >= 0 else (16 if profile.is_tiny else 8)
+steps = STORAGE_STEPS
 print(f"two runs of {steps} steps at lr {gpu_lr}")
 
 # %%
