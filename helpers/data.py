@@ -32,7 +32,17 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from .data_io import SUPPORTED, DataError, DuplicateKeys, RowError, dataset_records, file_records, write_jsonl
+from .data_io import (
+    SUPPORTED,
+    DataError,
+    DuplicateKeys,
+    LongInteger,
+    RowError,
+    dataset_records,
+    file_records,
+    kind,
+    write_jsonl,
+)
 from .env import KitError
 
 __all__ = ["DataError", "load_preferences", "load_unpaired", "parse_label", "require_inputs", "require_rows",
@@ -93,7 +103,7 @@ def require_inputs(paths, notebook: str) -> list[Path]:
 
 def _text(value, field: str) -> str:
     if not isinstance(value, str):
-        raise RowError("wrong_type", field, f"expected a string, got {type(value).__name__}")
+        raise RowError("wrong_type", field, f"expected a string, got {kind(value)}")
     text = value.strip()
     if LONE_SURROGATE.search(text):
         raise RowError("invalid_unicode", field, "the text holds a lone surrogate escape (half of a character), "
@@ -112,7 +122,8 @@ def _number(value, field: str) -> float:
     except (TypeError, ValueError):
         number = None
     if number is None or not math.isfinite(number):
-        raise RowError("wrong_type", field, f"expected a finite number, got {value!r}"[:200],
+        shown = kind(value) if isinstance(value, LongInteger) else repr(value)
+        raise RowError("wrong_type", field, f"expected a finite number, got {shown}"[:200],
                        "write a number (not NaN or infinity), or leave the field out.")
     return number
 
@@ -129,7 +140,7 @@ def _choice(value, field: str) -> int:
 
 def _messages(value, field: str) -> list[dict]:
     if not isinstance(value, list):
-        raise RowError("wrong_type", field, f"expected a list of messages, got {type(value).__name__}")
+        raise RowError("wrong_type", field, f"expected a list of messages, got {kind(value)}")
     if not value:
         raise RowError("bad_structure", field, "the message list is empty")
     out = []
@@ -271,7 +282,7 @@ def _pair(row: dict) -> tuple[str, list, list, list]:
         return "conversational", prompt, _answer(chosen, "chosen"), _answer(rejected, "rejected")
     bad = "chosen" if not isinstance(chosen, (str, list)) else "rejected"
     raise RowError("wrong_type", bad, f"chosen and rejected must both be strings or both message lists, got "
-                   f"{type(chosen).__name__} and {type(rejected).__name__}")
+                   f"{kind(chosen)} and {kind(rejected)}")
 
 
 def _margin(row: dict, layout: str) -> float:
@@ -345,7 +356,7 @@ def _meta(row: dict) -> dict:
         elif key == "id" and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         elif not isinstance(value, str):
-            raise RowError("wrong_type", key, f"expected a string, got {type(value).__name__}")
+            raise RowError("wrong_type", key, f"expected a string, got {kind(value)}")
         elif LONE_SURROGATE.search(value):
             raise RowError("invalid_unicode", key, "the text holds a lone surrogate escape (half of a character)")
         meta[key] = value
@@ -527,8 +538,9 @@ def require_rows(report: dict, what: str = "pairs") -> None:
     else:
         why = (f"all {report['read']} rows read were dropped {report['dropped_by_reason']}; the first: "
                f"{report['first_errors'][0]}")
-    raise DataError(f"{report['file']}: no usable {what}: {why}. Fix the file (every dropped row is in "
-                    f"{report.get('rejected_path', 'rejected_path')}), or point the notebook at another one.")
+    listed = f" (every dropped row is listed in {report['rejected_path']})" if report.get("rejected_path") else ""
+    raise DataError(f"{report['file']}: no usable {what}: {why}. Fix the file{listed}, or point the notebook at "
+                    "another one.")
 
 
 def split_dataset(dataset, test_size: float = 0.2, seed: int = 0) -> dict:

@@ -55,8 +55,23 @@ def _object(pairs: list) -> dict:
     return obj
 
 
+class LongInteger(float):
+    """An integer too long for int() (its value: inf); `digits` says how long, for the message."""
+
+    digits = 0
+
+
 def _int(digits: str):
-    return int(digits) if len(digits) <= MAX_INT_DIGITS else float(digits)
+    if len(digits) <= MAX_INT_DIGITS:
+        return int(digits)
+    number = LongInteger(digits)
+    number.digits = len(digits.lstrip("-"))
+    return number
+
+
+def kind(value) -> str:
+    """A value's type in words, for messages: "str", "list", "a 5000-digit integer"."""
+    return f"a {value.digits}-digit integer" if isinstance(value, LongInteger) else type(value).__name__
 
 
 def loads(text: str):

@@ -143,7 +143,7 @@ def test_completion_logps_match_what_the_trainer_computes(tiny_policy, kit_unpai
 
 def test_short_kto_training_raises_the_held_out_margin(tiny_policy, kit_unpaired, tmp_path):
     train, test = kit_unpaired["train"], kit_unpaired["test"].select(range(64))
-    trainer = make_trainer(tiny_policy, train, kto_args(tmp_path, counts=counts(train), max_steps=30))
+    trainer = make_trainer(tiny_policy, train, kto_args(tmp_path, counts=counts(train), max_steps=14))
     tokenizer = trainer.processing_class
     before = implicit_rewards(trainer.model, tokenizer, test, beta=0.1)
     assert np.abs(before["rewards"]).max() == 0  # LoRA starts at B = 0: the policy is the reference
@@ -152,7 +152,7 @@ def test_short_kto_training_raises_the_held_out_margin(tiny_policy, kit_unpaired
     np.testing.assert_allclose(after["reference"], before["reference"], atol=1e-3)  # adapters off = the base
     labels = test["label"]
     gain = desirable_margin(after["policy"], labels) - desirable_margin(after["reference"], labels)
-    assert gain > 0.5  # nats; about 2 on this data and seed
+    assert gain > 0.5  # nats; 1.15 after these 14 steps on this data and seed (0 before training)
     assert desirable_margin(after["rewards"], test["label"]) == pytest.approx(0.1 * gain, rel=1e-4)
     logged = {k for entry in trainer.state.log_history for k in entry}
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "kl"} <= logged
