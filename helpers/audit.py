@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .data_io import no_cycle_collection
+
 SUGGEST_MULTIPLE, SUGGEST_COVERAGE = 64, 0.99
 SUGGESTION_RULE = (f"smallest multiple of {SUGGEST_MULTIPLE} that keeps at least {SUGGEST_COVERAGE:.0%} of "
                    "pairs whole (both sides <= max_length)")
@@ -129,6 +131,11 @@ def audit_lengths(dataset, tokenizer, max_length: int, batch_size: int = 1000) -
         (a trainer that truncates instead of dropping would learn nothing from them);
         `suggested_max_length` with `suggestion_rule`; `lengths`: per-row chosen/rejected tokens and split.
     """
+    with no_cycle_collection():  # ~5% of the audit, measured
+        return _audit_lengths(dataset, tokenizer, max_length, batch_size)
+
+
+def _audit_lengths(dataset, tokenizer, max_length: int, batch_size: int) -> dict:
     chosen, chosen_heads = _lengths_and_heads(dataset, tokenizer, "chosen", batch_size, max_length)
     rejected, rejected_heads = _lengths_and_heads(dataset, tokenizer, "rejected", batch_size, max_length)
     lengths = {"chosen_tokens": chosen, "rejected_tokens": rejected}
@@ -171,6 +178,11 @@ def audit_unpaired(dataset, tokenizer, max_length: int, batch_size: int = 1000) 
         split, label, prompt_tokens): the rows TRL drops; `truncated` (count of rows cut from the right);
         `lengths`: per-row prompt and total tokens.
     """
+    with no_cycle_collection():  # ~5% of the audit, measured
+        return _audit_unpaired(dataset, tokenizer, max_length, batch_size)
+
+
+def _audit_unpaired(dataset, tokenizer, max_length: int, batch_size: int) -> dict:
     prompts, completions = _column(dataset, "prompt"), _column(dataset, "completion")
     conversational = bool(completions) and isinstance(completions[0], list)
     if conversational:

@@ -41,6 +41,7 @@ from .data_io import (
     dataset_records,
     file_records,
     kind,
+    no_cycle_collection,
     write_jsonl,
 )
 from .env import KitError
@@ -61,6 +62,7 @@ INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u0600-\u0605\u
                        "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
                        "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+ASCII_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f]")  # INVISIBLE's ASCII part
 FIXES = {
     "malformed_json": "make the line one complete JSON object (check quotes, commas and brackets).",
     "undecodable_bytes": "save the file as UTF-8.",
@@ -84,7 +86,15 @@ FIXES = {
 
 def canonical(text: str) -> str:
     """The form texts are compared in: NFC, no zero-width or control characters, whitespace runs as one space."""
+    if text.isascii():  # already NFC; isprintable() is False for any control character, \n and \t included
+        return " ".join((text if text.isprintable() else ASCII_INVISIBLE.sub("", text)).split())
     return " ".join(INVISIBLE.sub("", unicodedata.normalize("NFC", text)).split())
+
+
+def _has_invisible(text: str) -> bool:
+    if text.isascii():
+        return not text.isprintable() and ASCII_INVISIBLE.search(text) is not None
+    return INVISIBLE.search(text) is not None
 
 
 def require_inputs(paths, notebook: str) -> list[Path]:
@@ -105,12 +115,12 @@ def _text(value, field: str) -> str:
     if not isinstance(value, str):
         raise RowError("wrong_type", field, f"expected a string, got {kind(value)}")
     text = value.strip()
-    if LONE_SURROGATE.search(text):
+    if not text.isascii() and LONE_SURROGATE.search(text):
         raise RowError("invalid_unicode", field, "the text holds a lone surrogate escape (half of a character), "
                        "which cannot be stored as UTF-8")
     if not text:
         raise RowError("empty_text", field, "the text is empty")
-    if INVISIBLE.search(text) and not canonical(text):
+    if _has_invisible(text) and not canonical(text):
         raise RowError("empty_text", field, "the text holds only invisible characters (zero-width or control)")
     return text
 
@@ -357,7 +367,7 @@ def _meta(row: dict) -> dict:
             value = str(value)
         elif not isinstance(value, str):
             raise RowError("wrong_type", key, f"expected a string, got {kind(value)}")
-        elif LONE_SURROGATE.search(value):
+        elif not value.isascii() and LONE_SURROGATE.search(value):
             raise RowError("invalid_unicode", key, "the text holds a lone surrogate escape (half of a character)")
         meta[key] = value
     return meta
@@ -433,12 +443,7 @@ def _read_records(source, split, limit):
     return _hub_records(str(source), split, limit, local=False)
 
 
-def _load(source, kind: str, on_error: str, rejected_path, split, limit, options):
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive number of rows or None, got {limit!r}")
-    name, fmt, note, records = _read_records(source, split, limit)
+def _check_rows(records, kind, on_error, split, limit, fmt, name, options):
     kept, dropped, layouts, seen, other_split = [], [], Counter(), {}, 0
     for unit, line, record, raw in itertools.islice(records, limit):
         try:
@@ -459,6 +464,17 @@ def _load(source, kind: str, on_error: str, rejected_path, split, limit, options
             continue
         layouts[layout] += 1
         kept.append({**row, "source_line": line})
+    return kept, dropped, layouts, other_split
+
+
+def _load(source, kind: str, on_error: str, rejected_path, split, limit, options):
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of rows or None, got {limit!r}")
+    name, fmt, note, records = _read_records(source, split, limit)
+    with no_cycle_collection():
+        kept, dropped, layouts, other_split = _check_rows(records, kind, on_error, split, limit, fmt, name, options)
     report = {"file": name, "format": fmt, "kind": kind, "read": len(kept) + len(dropped),
               "kept": len(kept), "dropped": len(dropped),
               "dropped_by_reason": dict(Counter(d["reason"] for d in dropped)),
