@@ -37,7 +37,7 @@ versions = setup()  # Colab: installs the pinned libraries and mounts Google Dri
 # `PROFILE`, `RUN_DIR` and `SEED` as in notebook 00. `DATA_PATH` and `UNPAIRED_PATH` point at the kit's own
 # data; put your own there: a `.jsonl`, `.json`, `.csv` or `.parquet` file (gzipped too), a dataset folder, or
 # a Hub dataset name such as `"HuggingFaceH4/ultrafeedback_binarized"` with `DATA_SPLIT = "train_prefs"` and
-# `DATA_LIMIT = 2000` (streamed: only those rows are downloaded). The layouts of the common public datasets
+# `DATA_LIMIT = 2000` (streamed, so the dataset is not downloaded whole). The layouts of the common public datasets
 # are recognised row by row (section 1 lists them); only `prompt`/`chosen`/`rejected` in some form are
 # required, the kit's extra fields (`category`, `length_balanced`, ...) are optional. `MARGIN = True` turns
 # the data's score differences into TRL's `margin` column. `UNPAIRED_PATH = None` trains KTO on your pairs
@@ -102,7 +102,7 @@ seed_pair
 # | UltraFeedback | `prompt` string, `chosen`/`rejected` full conversations repeating it, `score_chosen/rejected` | `HuggingFaceH4/ultrafeedback_binarized` |
 # | PKU-SafeRLHF | `prompt`, `response_0`, `response_1`, `better_response_id` | `PKU-Alignment/PKU-SafeRLHF` |
 # | SHP | `history`, `human_ref_A`, `human_ref_B`, `labels` (1: A preferred), `score_A/B` | `stanfordnlp/SHP` |
-# | Axolotl | `context`/`input`/`question`, optional `system`, `chosen`, `rejected`, `rating` | Axolotl's reward-model docs |
+# | Axolotl | `context`/`input`/`question`, optional `system`, `chosen`, `rejected`, `rating` | Axolotl-style reward data |
 # | hh-rlhf | `chosen`/`rejected` dialogues "\n\nHuman: … \n\nAssistant: …" | `Anthropic/hh-rlhf` |
 #
 # It also takes a `datasets.Dataset`:
