@@ -74,6 +74,7 @@ def run_course(profile: str = "tiny", run_dir: str | Path | None = None, paramet
     from .profiles import get_profile
 
     get_profile(profile)  # fail fast on a typo, listing the valid names
+    parameters = check_parameters(parameters or {}, list_notebooks(prefixes, notebook_dir))
     run_dir = prepare_run_dir(run_dir or KIT_ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S"))
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
@@ -96,6 +97,63 @@ def run_course(profile: str = "tiny", run_dir: str | Path | None = None, paramet
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     write_report(summary)
     return summary
+
+
+def notebook_parameters(notebooks: list[Path]) -> dict[str, dict[str, str]]:
+    """{notebook name: {parameter: its default, as written in the `parameters` cell}} (papermill's reading)."""
+    import papermill as pm
+
+    return {nb.stem: {k: v["default"] for k, v in pm.inspect_notebook(str(nb)).items()} for nb in notebooks}
+
+
+def _expected_type(default: str):
+    """The type a parameter's literal default has (None: no literal, or None, so any value is accepted)."""
+    import ast
+
+    try:
+        value = ast.literal_eval(default)
+    except (ValueError, SyntaxError):
+        return str  # an expression such as default_run_dir() or str(KIT_ROOT / ...): a path or a name
+    return None if value is None else type(value)
+
+
+def _convert(name: str, value, default: str, where: str):
+    expected = _expected_type(default)
+    if expected is None or value is None and expected is str or type(value) is expected:
+        return value
+    if expected is float and type(value) is int:
+        return float(value)
+    if expected is str and type(value) in (int, float):
+        return str(value)
+    raise KitError(f"parameter {name}: expected {expected.__name__} (its default in {where} is {default}), got "
+                   f"{value!r} ({type(value).__name__}). Fix: give a {expected.__name__}, e.g. -p {name} {default}.")
+
+
+def check_parameters(parameters: dict, notebooks: list[Path]) -> dict:
+    """Check run parameters against the notebooks' `parameters` cells before anything runs.
+
+    Returns:
+        The parameters, each converted to its default's type (an int for a float parameter, a number for a
+        string one).
+
+    Raises:
+        KitError: an unknown name (with a close match and every notebook's parameters), or a value of the
+            wrong type (naming the parameter and the notebook that defines it).
+    """
+    import difflib
+
+    declared = notebook_parameters(notebooks)
+    known: dict[str, tuple[str, str]] = {}
+    for nb, params in declared.items():
+        for name, default in params.items():
+            known.setdefault(name, (default, nb))
+    unknown = [name for name in parameters if name not in known]
+    if unknown:
+        hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+            name, known, n=1)) else "") for name in unknown]
+        listing = "; ".join(f"{nb}: {', '.join(params)}" for nb, params in declared.items())
+        raise KitError(f"unknown parameter {', '.join(hints)}. The notebooks to run take: {listing}.")
+    return {name: _convert(name, value, *known[name]) for name, value in parameters.items()}
 
 
 def _absolute_paths(parameters: dict) -> dict:

@@ -116,3 +116,34 @@ def test_relative_data_paths_are_made_absolute_for_notebooks_that_run_elsewhere(
                            "OTHER_PATH": "org/hub-dataset", "NOTE": "mine.jsonl"})
     assert out == {"DATA_PATH": str(tmp_path / "mine.jsonl"), "UNPAIRED_PATH": None, "SEED": 7,
                    "OTHER_PATH": "org/hub-dataset", "NOTE": "mine.jsonl"}
+
+
+@pytest.mark.parametrize(("parameters", "match"), [
+    ({"SEEED": 7}, r"unknown parameter 'SEEED' \(did you mean 'SEED'\?\)\. The notebooks to run take: 00_first: "
+                   r"PROFILE, RUN_DIR, SEED, RATE"),
+    ({"SEED": "abc"}, r"parameter SEED: expected int \(its default in 00_first is 0\), got 'abc'"),
+    ({"RATE": True}, r"parameter RATE: expected float"),
+])
+def test_runner_refuses_bad_parameters_before_running_anything(tmp_path, capsys, parameters, match):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_first.ipynb", "open('ran', 'w').write('x')",
+              parameters="PROFILE = 'x'\nRUN_DIR = ''\nSEED = 0\nRATE = 0.5")
+    with pytest.raises(KitError, match=match):
+        run_course("tiny", tmp_path / "run", parameters, notebook_dir=nbs)
+    assert not (tmp_path / "run").exists() and not (nbs / "ran").exists()
+
+
+def test_parameters_are_converted_to_their_defaults_type(tmp_path):
+    from helpers.runs import check_parameters
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_first.ipynb", parameters="SEED = 0\nRATE = 0.5\nNAME = 'a'\nLIMIT = None\nPATH = str(1)")
+    assert check_parameters({"SEED": 3, "RATE": 1, "NAME": 8, "LIMIT": 5, "PATH": None}, [nbs / "00_first.ipynb"]) \
+        == {"SEED": 3, "RATE": 1.0, "NAME": "8", "LIMIT": 5, "PATH": None}
+
+
+def test_the_cli_exits_2_on_a_typo(capsys):
+    assert main(["--profile", "tiny", "--notebooks", "00", "-p", "SEEED", "7"]) == 2
+    assert "did you mean 'SEED'" in capsys.readouterr().err
