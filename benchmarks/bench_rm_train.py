@@ -60,7 +60,7 @@ def run_config(base: Path, quant: str, seq: int, checkpointing: bool, pairs: int
     choice = pick_dtype(device)
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=1, quantization_config=_quant(quant, choice.dtype), dtype=choice.dtype,
-        device_map={"": 0} if device == "cuda" else None)
+        device_map={"": 0} if device == "cuda" else None, use_safetensors=True)
     if quant != "bf16":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     elif checkpointing:

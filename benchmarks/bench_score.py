@@ -37,7 +37,7 @@ def _reward_model_dir(root: Path) -> Path:
     base = root / "base"
     build_tiny_model("llama3", base, seed=0, warmup_steps=0)
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, use_safetensors=True)
     model.save_pretrained(root / "rm")
     for f in base.glob("*token*"):
         (root / "rm" / f.name).write_bytes(f.read_bytes())

@@ -31,6 +31,27 @@ class KitError(RuntimeError):
 
 
 @contextlib.contextmanager
+def require_safetensors(folder, what: str = "model") -> None:
+    """Refuse a local folder whose weights are only PyTorch pickles (`*.bin`): the kit loads safetensors only.
+
+    transformers gets `use_safetensors=True` everywhere, but PEFT falls back to `adapter_model.bin` by itself
+    (peft/utils/save_and_load.py, `load_peft_weights`), and either way a clear message beats a missing-file error.
+    A Hub id (not a local folder) is left to `from_pretrained(..., use_safetensors=True)`.
+
+    Raises:
+        KitError: names the folder, the pickle files and how to convert them.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
+    if pickles:
+        raise KitError(f"{folder}: the {what} weights are only PyTorch pickle files ({', '.join(pickles[:3])}). "
+                       "The kit loads safetensors only: unpickling a file can run code. Fix: where you trust the "
+                       "file, load it once and save_pretrained() it again (transformers and PEFT write .safetensors "
+                       "by default).")
+
+
 def expect_error(*types: type[BaseException]):
     """Run a block that is *meant* to fail, and show the error as the learner would see it.
 

@@ -23,7 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .env import KitError, pick_dtype
+from .env import KitError, pick_dtype, require_safetensors
 from .score import spearman
 
 MANIFEST = "reward_head.json"
@@ -86,9 +86,11 @@ def load_as_trained(base_path, adapter_dir, quantization: str | None, dtype: tor
     if quantization not in configs:
         raise ValueError(f"quantization={quantization!r} is not '8bit', '4bit' or None; pass the value "
                          "notebook 02 wrote to RUN_DIR/metrics/02_train_reward_model.json.")
+    require_safetensors(base_path, "base model")
+    require_safetensors(adapter_dir, "adapter")
     model = AutoModelForSequenceClassification.from_pretrained(
         base_path, num_labels=1, quantization_config=configs[quantization], dtype=dtype,
-        device_map=device_map, token=token)
+        device_map=device_map, token=token, use_safetensors=True)
     model.config.pad_token_id = pad_token_id
     if quantization:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

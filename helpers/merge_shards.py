@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .env import KitError, large_files_dir
+from .env import KitError, large_files_dir, require_safetensors
 
 HEAD_SHARD = "model-score.safetensors"  # the head alone, so exports can link the decoder shards as they are
 INDEX = "model.safetensors.index.json"
@@ -85,6 +85,8 @@ def merge_adapter_by_shard(base_path, adapter_dir, out_dir, dtype: torch.dtype, 
     Returns:
         `out_dir`, holding config.json, the shards and their index.
     """
+    require_safetensors(adapter_dir, "adapter")
+    require_safetensors(base_path, "base model")
     scale, lora, head = _adapter_parts(adapter_dir)
     config = _sequence_classifier_config(base_path, dtype, pad_token_id, extra_config, token)
     if not head:  # what transformers' init gives a new Linear head: normal(0, initializer_range)

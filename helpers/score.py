@@ -147,9 +147,10 @@ class RewardScorer:
 
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
-        from .env import pick_dtype, quiet_transformers
+        from .env import pick_dtype, quiet_transformers, require_safetensors
         from .train import prepare_reward_tokenizer
 
+        require_safetensors(path, "reward model")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         quant = {"8bit": BitsAndBytesConfig(load_in_8bit=True), "4bit": BitsAndBytesConfig(load_in_4bit=True),
                  None: None}

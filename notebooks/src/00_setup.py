@@ -156,8 +156,8 @@ from helpers import get_hf_token
 
 rm_path, policy_path = profile.model_path("rm_base", run_dir), profile.model_path("policy_base", run_dir)
 if profile.is_tiny:
-    rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1)
-    policy = AutoModelForCausalLM.from_pretrained(policy_path)
+    rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, use_safetensors=True)
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, use_safetensors=True)
 else:  # 8B + 3B would need ~22 GB of RAM just to print a head: build them on the "meta" device (shapes only)
     with torch.device("meta"):
         rm_base = AutoModelForSequenceClassification.from_config(

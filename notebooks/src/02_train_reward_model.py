@@ -127,7 +127,7 @@ from transformers import AutoModelForSequenceClassification
 
 model = AutoModelForSequenceClassification.from_pretrained(
     rm_path, num_labels=1, quantization_config=bnb_config, dtype=dtype.dtype,
-    device_map={"": 0} if hardware["device"] == "cuda" else None, token=get_hf_token(),
+    device_map={"": 0} if hardware["device"] == "cuda" else None, token=get_hf_token(), use_safetensors=True,
 )
 model.config.pad_token_id = tokenizer.pad_token_id  # where the reward is read: the last non-pad token
 print(type(model).__name__, "| reward head:", model.score)
@@ -366,7 +366,7 @@ def fresh_trainer():
     set_seed(SEED)
     fresh = AutoModelForSequenceClassification.from_pretrained(
         rm_path, num_labels=1, quantization_config=bnb_config, dtype=dtype.dtype,
-        device_map={"": 0} if hardware["device"] == "cuda" else None, token=get_hf_token())
+        device_map={"": 0} if hardware["device"] == "cuda" else None, token=get_hf_token(), use_safetensors=True)
     fresh.config.pad_token_id = tokenizer.pad_token_id
     if bnb_config is not None:
         fresh = prepare_model_for_kbit_training(fresh, use_gradient_checkpointing=profile.gradient_checkpointing)

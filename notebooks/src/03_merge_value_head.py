@@ -127,7 +127,7 @@ device_map = "auto" if hardware["device"] == "cuda" else None
 gpu_load = {"device_map": "auto", "max_memory": {0: f"{hardware['gpu_memory_gib'] - 3.2:.1f}GiB", "cpu": "48GiB"}} \
     if device_map else {}
 base = AutoModelForSequenceClassification.from_pretrained(
-    rm_path, num_labels=1, dtype=dtype, token=get_hf_token(), **gpu_load,
+    rm_path, num_labels=1, dtype=dtype, token=get_hf_token(), use_safetensors=True, **gpu_load,
 )
 base.config.pad_token_id = tokenizer.pad_token_id  # the reward is read at the last non-pad token
 print(type(base).__name__, base.dtype, "| score head:", base.score)
@@ -140,7 +140,9 @@ print(type(base).__name__, base.dtype, "| score head:", base.score)
 
 # %%
 from peft import PeftModel
+from helpers.env import require_safetensors
 
+require_safetensors(adapter_dir, "adapter")  # PEFT would fall back to a pickled adapter_model.bin by itself
 adapted = PeftModel.from_pretrained(base, str(adapter_dir))
 head_now = adapted.base_model.model.score.modules_to_save["default"].weight
 print(type(adapted).__name__, "| head from the adapter:",
@@ -204,7 +206,7 @@ gc.collect()
 # %%
 from helpers.merge import allowed_diff, compare_scores
 
-merged = AutoModelForSequenceClassification.from_pretrained(merged_dir, dtype=dtype, **gpu_load)
+merged = AutoModelForSequenceClassification.from_pretrained(merged_dir, dtype=dtype, use_safetensors=True, **gpu_load)
 scores_merged = score_pairs(merged, tokenizer, test, batch_size=profile.eval_batch_size)
 merge_diff, allowed = compare_scores(scores_adapter, scores_merged)["max_abs_diff"], allowed_diff(scores_adapter, dtype)
 print(f"max |merged - (base + adapter)| = {merge_diff:.2e} (allowed {allowed:.2e} in {dtype})")
@@ -358,7 +360,8 @@ headless = strip_reward_head(adapter_dir, pitfall_dir / "adapter_without_head")
 merge_adapter_by_shard(rm_path, headless, pitfall_dir / "merged", dtype, tokenizer.pad_token_id, token=get_hf_token(),
                        seed=SEED)
 tokenizer.save_pretrained(pitfall_dir / "merged")
-bad = AutoModelForSequenceClassification.from_pretrained(pitfall_dir / "merged", dtype=dtype, **gpu_load)
+bad = AutoModelForSequenceClassification.from_pretrained(pitfall_dir / "merged", dtype=dtype, use_safetensors=True,
+                                                         **gpu_load)
 print(f"score head in this adapter: {adapter_head(headless)}; merged anyway into {pitfall_dir / 'merged'}")
 
 # %%

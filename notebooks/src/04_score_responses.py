@@ -70,7 +70,7 @@ from helpers.train import prepare_reward_tokenizer
 
 base_path = profile.model_path("rm_base", run_dir)
 wrong, info = AutoModelForSequenceClassification.from_pretrained(
-    base_path, num_labels=1, output_loading_info=True,
+    base_path, num_labels=1, output_loading_info=True, use_safetensors=True,
     quantization_config=None if profile.is_tiny else BitsAndBytesConfig(load_in_8bit=True))
 wrong_tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(base_path))
 wrong.config.pad_token_id = wrong_tokenizer.pad_token_id

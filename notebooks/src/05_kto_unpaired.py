@@ -158,7 +158,7 @@ tokenizer = AutoTokenizer.from_pretrained(policy_path, token=get_hf_token())
 bnb_config = BitsAndBytesConfig(load_in_8bit=True) if profile.quantization == "8bit" else None
 model = AutoModelForCausalLM.from_pretrained(
     policy_path, quantization_config=bnb_config, dtype=dtype.dtype,
-    device_map={"": 0} if hardware["device"] == "cuda" else None, token=get_hf_token(),
+    device_map={"": 0} if hardware["device"] == "cuda" else None, token=get_hf_token(), use_safetensors=True,
 )
 print(type(model).__name__, f"| memory {model.get_memory_footprint() / 2**20:.1f} MiB",
       f"| eos {tokenizer.eos_token!r}, pad {tokenizer.pad_token!r}")
@@ -408,7 +408,7 @@ print(f"self-check passed: held-out log-likelihood margin {margin_after - margin
 # %% [markdown]
 # ## What you have now
 # - `RUN_DIR/kto_adapter/`: the policy's LoRA adapter and tokenizer (load with
-#   `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy_path), adapter_dir)`);
+#   `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy_path, use_safetensors=True), adapter_dir)`);
 # - `RUN_DIR/figures/05_kto_curves.png`: rewards/chosen, rewards/rejected, margins and KL over training;
 # - `RUN_DIR/metrics/05_kto_unpaired.json`: held-out margins before and after, RM rewards before and after, win rate,
 #   class weights and the batch check.
