@@ -30,7 +30,6 @@ class KitError(RuntimeError):
         return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
 
 
-@contextlib.contextmanager
 def require_safetensors(folder, what: str = "model") -> None:
     """Refuse a local folder whose weights are only PyTorch pickles (`*.bin`): the kit loads safetensors only.
 
@@ -52,6 +51,7 @@ def require_safetensors(folder, what: str = "model") -> None:
                        "by default).")
 
 
+@contextlib.contextmanager
 def expect_error(*types: type[BaseException]):
     """Run a block that is *meant* to fail, and show the error as the learner would see it.
 
