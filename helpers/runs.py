@@ -126,7 +126,8 @@ def _convert(name: str, value, default: str, where: str):
     if expected is str and type(value) in (int, float):
         return str(value)
     raise KitError(f"parameter {name}: expected {expected.__name__} (its default in {where} is {default}), got "
-                   f"{value!r} ({type(value).__name__}). Fix: give a {expected.__name__}, e.g. -p {name} {default}.")
+                   f"{value!r} ({type(value).__name__}). Fix: give a value of type {expected.__name__}, e.g. "
+                   f"-p {name} {default}.")
 
 
 def check_parameters(parameters: dict, notebooks: list[Path]) -> dict:
