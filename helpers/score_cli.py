@@ -67,6 +67,37 @@ def _already_scored(output: Path) -> set[int]:
     return done
 
 
+def check_arguments(args) -> str | None:
+    """What is wrong with the command line, or None; checked before the model is loaded."""
+    if args.batch_size < 1:
+        return f"--batch-size must be at least 1, got {args.batch_size}"
+    if not args.input.is_file():
+        return f"--input {args.input}: no such file" + (" (it is a folder)" if args.input.is_dir() else "")
+    if args.output.is_dir():
+        return f"--output {args.output} is a folder: give a file path, e.g. {args.output / 'scores.jsonl'}"
+    if args.output.resolve() == args.input.resolve():
+        return f"--output is the input file ({args.input}): give another path; the input is never written to"
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        probe = args.output.parent / f".{args.output.name}.write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        return f"--output: cannot write in {args.output.parent} ({err.strerror or err}); choose a writable folder"
+    model = Path(args.model)
+    if not model.exists():
+        if model.is_absolute() or args.model.startswith(".") or len(model.parts) > 2:
+            return f"--model {args.model}: no such folder; give notebook 03's RUN_DIR/rm_merged (or its copy)"
+        return None  # a Hub id: from_pretrained reports access problems itself
+    if not (model / "config.json").is_file():
+        return f"--model {args.model}: not a merged reward model (no config.json); give notebook 03's rm_merged"
+    architectures = json.loads((model / "config.json").read_text()).get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        return (f"--model {args.model}: not a reward model (architectures {architectures}); give notebook 03's "
+                "rm_merged, not a base or policy model")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.score", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a merged reward model directory (notebook 03)")
@@ -75,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--quantization", choices=["8bit", "4bit"], default=None)
     args = parser.parse_args(argv)
+    problem = check_arguments(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from .score import RewardScorer
 
     good, bad = read_rows(args.input)

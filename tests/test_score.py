@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -125,3 +126,48 @@ def test_cli_fails_only_when_nothing_can_be_scored(rm_dir, tmp_path):
     src = tmp_path / "bad.jsonl"
     src.write_text("{oops\n[]\n")
     assert score_cli(["--model", str(rm_dir), "--input", str(src), "--output", str(tmp_path / "o.jsonl")]) == 1
+
+
+@pytest.mark.parametrize(("case", "match"), [
+    ("batch_size_negative", r"--batch-size must be at least 1, got -1"),
+    ("batch_size_zero", r"--batch-size must be at least 1, got 0"),
+    ("output_is_input", r"--output is the input file"),
+    ("output_is_a_folder", r"--output .*x\.jsonl is a folder"),
+    ("input_missing", r"--input .*missing\.jsonl: no such file"),
+    ("model_missing", r"--model .*no_model: no such folder"),
+    ("model_empty", r"--model .*empty_model: not a merged reward model \(no config\.json\)"),
+    ("output_folder_not_writable", r"--output: cannot write in .*a_file"),
+])
+def test_cli_checks_every_argument_before_loading_the_model(tmp_path, capsys, monkeypatch, case, match):
+    import helpers.score as score_module
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(score_module.RewardScorer, "from_pretrained", classmethod(no_load))
+    src, model = tmp_path / "in.jsonl", tmp_path / "model"
+    src.write_text(json.dumps({"prompt": "Hi", "response": "Hello!"}) + "\n")
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForSequenceClassification"],
+                                                   "num_labels": 1}))
+    args = {"--model": str(model), "--input": str(src), "--output": str(tmp_path / "out.jsonl"), "--batch-size": "4"}
+    if case.startswith("batch_size"):
+        args["--batch-size"] = "-1" if case.endswith("negative") else "0"
+    elif case == "output_is_input":
+        args["--output"] = str(tmp_path / "." / "in.jsonl")
+    elif case == "output_is_a_folder":
+        (tmp_path / "x.jsonl").mkdir()
+        args["--output"] = str(tmp_path / "x.jsonl")
+    elif case == "input_missing":
+        args["--input"] = str(tmp_path / "missing.jsonl")
+    elif case == "model_missing":
+        args["--model"] = str(tmp_path / "no_model")
+    elif case == "model_empty":
+        (tmp_path / "empty_model").mkdir()
+        args["--model"] = str(tmp_path / "empty_model")
+    else:  # a folder that cannot be created (a file is in the way): unwritable even for root
+        (tmp_path / "a_file").write_text("x")
+        args["--output"] = str(tmp_path / "a_file" / "out.jsonl")
+    assert score_cli([x for kv in args.items() for x in kv]) == 2
+    assert re.search(match, capsys.readouterr().err), case
+    assert src.read_text().count("\n") == 1  # the input is never written to
