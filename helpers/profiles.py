@@ -1,7 +1,7 @@
 """Named profiles: every model id, size and hyper-parameter a notebook reads, in one printable place.
 
 `tiny` runs the whole course offline on a laptop CPU in minutes with models built locally (see
-`helpers.tiny`); `llama3-8b` is the seeds' recipe on a Colab GPU. Both go through the same code,
+`helpers.tiny`); `llama3-8b` is the 8-bit LoRA recipe on a Colab GPU. Both go through the same code,
 8-bit bitsandbytes layers included.
 """
 
@@ -102,7 +102,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "llama3-8b": Profile(
         name="llama3-8b",
-        description="the seeds' recipe: Meta-Llama-3-8B in 8-bit + LoRA on a Colab GPU (T4 16 GB or better)",
+        description="the 8-bit LoRA recipe: Meta-Llama-3-8B in 8-bit + LoRA on a Colab GPU (T4 16 GB or better)",
         rm_base="meta-llama/Meta-Llama-3-8B",
         # KTO policy: LLaMA-3.2-3B-Instruct in 8-bit is ~4.5 GB with fp32 embeddings, leaving a T4 room for
         # batch 4 x 1024; the 8B Instruct is ~11 GB before activations (estimated from sizes, not yet measured).

@@ -27,7 +27,7 @@ def _check_files(path: Path, required) -> str:
     hints = {MANIFEST: "write_reward_head_manifest(...)", "tokenizer.json": "tokenizer.save_pretrained(path)",
              "tokenizer_config.json": "tokenizer.save_pretrained(path)",
              f"llamafactory/{VALUE_HEAD_FILE}":
-                 "export_llamafactory(...): LLaMA-Factory keeps its value head only in this file (seed 000)"}
+                 "export_llamafactory(...): LLaMA-Factory keeps its value head only in this file"}
     default = "model.save_pretrained(path) / export_llamafactory(...)"
     fixes = sorted({hints.get(name, default) for name in missing})
     return f"missing in {path}: {', '.join(missing)}. Write them with {'; '.join(fixes)}."
@@ -67,7 +67,7 @@ def _check_head(model, adapter_dir, report: dict) -> str:
                 "AutoModelForSequenceClassification.from_pretrained(..., num_labels=1).")
     if "score.weight" in report["missing_keys"]:
         return ("score.weight is not in the checkpoint, so from_pretrained initialised it at random (the "
-                "'newly initialized' / MISSING warning of seed 003), a new one at every load. Merge an "
+                "'newly initialized' / MISSING warning at load), a new one at every load. Merge an "
                 "adapter trained with task_type=\"SEQ_CLS\" and save the AutoModelForSequenceClassification.")
     if adapter_dir is None:
         return "ok"
@@ -75,7 +75,7 @@ def _check_head(model, adapter_dir, report: dict) -> str:
     if saved is None:
         return (f"the adapter {adapter_dir} holds no score head: it was trained without "
                 "task_type=\"SEQ_CLS\", so the head merged here is the random one the base got at load time "
-                "(seed 003's 'newly initialized: score.weight': expected when creating a reward model, a bug "
+                "(the 'newly initialized: score.weight' warning: expected when creating a reward model, a bug "
                 "in a trained one). "
                 "Retrain with LoraConfig(..., task_type=\"SEQ_CLS\").")
     merged = head.weight.detach().cpu()

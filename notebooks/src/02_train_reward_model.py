@@ -4,13 +4,13 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/reward-lab/reward-lab/blob/main/notebooks/02_train_reward_model.ipynb)
 #
 # A reward model reads a conversation and returns **one number**: how good the last answer is. We train
-# one from the pairs of notebook 01 with the recipe of the seeds — LLaMA 3 8B loaded in 8-bit, LoRA
+# one from the pairs of notebook 01 with a widely shared recipe — LLaMA 3 8B loaded in 8-bit, LoRA
 # r=8/alpha=16/dropout 0.05, lr 1e-5, batch 2 × accumulation 4, max_length 1024, 3 epochs — done the way
 # TRL 1.x needs it, and we check that it learned something on pairs it never saw.
 #
 # **You will learn**
 # - what a reward model *is* in TRL: `AutoModelForSequenceClassification` with `num_labels=1` — a linear
-#   `score` head on the last token, **not** a sum of token log-likelihoods (seed 001 gets this wrong);
+#   `score` head on the last token, **not** a sum of token log-likelihoods (a common misreading);
 # - the Bradley–Terry loss `-log σ(r_chosen − r_rejected)`, computed by hand and by the trainer;
 # - 8-bit loading with bitsandbytes, `prepare_model_for_kbit_training`, and why LoRA needs `task_type="SEQ_CLS"`;
 # - `RewardConfig` / `RewardTrainer`, evaluation each epoch, TensorBoard, and resuming after a disconnect.
@@ -133,7 +133,7 @@ model.config.pad_token_id = tokenizer.pad_token_id  # where the reward is read: 
 print(type(model).__name__, "| reward head:", model.score)
 
 # %% [markdown]
-# **The reward is not a log-likelihood.** Seed 001 says a TRL reward model sums the token log-probabilities
+# **The reward is not a log-likelihood.** A widely copied tutorial says a TRL reward model sums the token log-probabilities
 # of a causal LM. It does not: the language-model head is gone, and `score` — one `Linear(hidden, 1)` —
 # maps the hidden state of the *last* token to a single number. That number means nothing on its own; only
 # differences between answers to the same prompt are trained.
@@ -165,7 +165,7 @@ check_reward_setup(model, lora_config)
 lora_config
 
 # %% [markdown]
-# The same check catches the seeds' mistake before a single training step (this cell is meant to raise):
+# The same check catches that mistake before a single training step (this cell is meant to raise):
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -13,7 +13,7 @@
 # - `PeftModel.from_pretrained` → `merge_and_unload()` → `save_pretrained`, and how to check the merge is exact;
 # - how much 8-bit quantisation moved the rewards the model was trained with;
 # - the LLaMA-Factory layout (`value_head.safetensors`, a `...ForCausalLM` config) and OpenRLHF's config keys;
-# - how to verify a saved reward model, and how a merge loses its head (seed 003's "newly initialized").
+# - how to verify a saved reward model, and how a merge loses its head (the much-asked "newly initialized" warning).
 #
 # | profile | hardware | time |
 # |---|---|---|
@@ -263,9 +263,9 @@ print(sorted(p.name for p in merged_dir.iterdir()))
 # ## The LLaMA-Factory layout
 # LLaMA-Factory keeps a reward model as a **causal LM plus a separate value head**: `value_head.safetensors`
 # with `v_head.summary.weight` `[1, hidden]` and `v_head.summary.bias` `[1]`. Its config therefore says
-# `LlamaForCausalLM` — normal for this layout, as seed 000 says. Our head has no bias, so the bias is zero. The
+# `LlamaForCausalLM` — normal for this layout. Our head has no bias, so the bias is zero. The
 # decoder shards are hard links to the merged ones (no second 15 GB copy); only the base's `lm_head` is new.
-# (Seed 000 also says such a model needs "LLaMA-Factory's own API" to load: not for *our* main folder, which
+# (Tutorials often say such a model needs "LLaMA-Factory's own API" to load: not for *our* main folder, which
 # loads with plain transformers, as we check below.)
 
 # %%
@@ -278,7 +278,7 @@ print("architectures:", lf_config["architectures"])
 
 # %% [markdown]
 # The settings that use it. LLaMA-Factory's own `llamafactory-cli export` keeps the value head only with
-# `stage: rm` (seed 000's "stage parameter"); PPO then loads this folder with `reward_model_type: full`.
+# `stage: rm` (LLaMA-Factory's "stage" parameter); PPO then loads this folder with `reward_model_type: full`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -390,7 +390,7 @@ with expect_error(RewardModelError):
     verify_reward_model(pitfall_dir / "merged", probes, adapter_dir=headless, required=MODEL_FILES, **load_kwargs)
 
 # %% [markdown]
-# **Seed 003's symptom, explained.** Loading a reward model and seeing `score.weight | MISSING` ("newly
+# **The "newly initialized" symptom, explained.** Loading a reward model and seeing `score.weight | MISSING` ("newly
 # initialized") means the checkpoint has no head, and transformers made a random one: expected when you *create*
 # a reward model from a base LM (notebook 02, the reload above), a bug when you *load a trained one*. The usual
 # cause is saving the causal LM instead of the classifier; the LLaMA-Factory folder is exactly that, so loading

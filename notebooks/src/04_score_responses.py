@@ -4,7 +4,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/reward-lab/reward-lab/blob/main/notebooks/04_score_responses.ipynb)
 #
 # "How do I get a score for one response from my trained reward model?" is the most asked question about
-# reward models (seed 003). The answer has three parts: load it so the trained head is really there, feed it
+# reward models. The answer has three parts: load it so the trained head is really there, feed it
 # exactly the chat template it was trained on, and read the number at the right token. Then we look at what
 # the model actually learned: how calibrated its preferences are, and whether it just likes long answers.
 #
@@ -61,7 +61,7 @@ print(f"{len(test)} held-out pairs; scoring with quantization={score_quantizatio
 # ## The wrong way to load
 # Point `AutoModelForSequenceClassification` at the **base** model (or at a checkpoint saved without its
 # head) and transformers happily builds a reward model: it creates the `score` layer at random and says so
-# — `score.weight | MISSING` ("newly initialized"). That is seed 003's symptom. Every score is then noise:
+# — `score.weight | MISSING` ("newly initialized"). That is the symptom learners most often ask about. Every score is then noise:
 
 # %%
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig

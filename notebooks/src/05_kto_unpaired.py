@@ -5,7 +5,7 @@
 #
 # Notebooks 02–04 built a reward model from *pairs*. Much real feedback is not paired: a user clicks 👍 or 👎 on
 # one answer. **KTO — Kahneman–Tversky Optimization** (Ethayarajh et al., 2024) trains a policy directly from such
-# rows: `(prompt, completion, label)`, no second answer needed. (Seed 004 calls it "Knowledge Transfer
+# rows: `(prompt, completion, label)`, no second answer needed. (Some tutorials expand it as "Knowledge Transfer
 # Optimization": that is not what the K and T stand for.) We train a chat policy with TRL's `KTOTrainer` on the
 # unpaired rows of notebook 01, then ask the reward model of notebook 03 whether the policy got better.
 #
