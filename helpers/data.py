@@ -39,6 +39,7 @@ from .data_io import (
     LongInteger,
     RowError,
     dataset_records,
+    file_format,
     file_records,
     kind,
     no_cycle_collection,
@@ -433,9 +434,7 @@ def _read_records(source, split, limit):
     if path.is_dir():
         return _hub_records(str(path), split, limit, local=True)
     if path.is_file():
-        from .data_io import _format
-
-        if _format(path)[0] is None:
+        if file_format(path)[0] is None:
             raise DataError(f"{source}: unsupported file type {''.join(path.suffixes)!r}. Give one of: {SUPPORTED}.")
         return file_records(path)
     if path.suffix or not HUB_ID.match(str(source)):

@@ -14,6 +14,7 @@ import gc
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 
 from .env import KitError
@@ -189,14 +190,11 @@ def _csv_cell(cell: str):
     return cell
 
 
-SURROGATE_BYTES = "\udc80-\udcff"  # bytes that were not UTF-8, kept by errors="surrogateescape"
+NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors="surrogateescape"
 
 
 def csv_rows(data: bytes, name: str):
     """CSV with a header; a cell holding a JSON list is parsed; line numbers count the header and line breaks."""
-    import re
-
-    not_utf8 = re.compile(f"[{SURROGATE_BYTES}]")
     lines = list(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
     reader = csv.reader(lines)
     header, prev = next(reader, []), 1
@@ -206,7 +204,7 @@ def csv_rows(data: bytes, name: str):
             raw = "".join(lines[start - 1: prev]).rstrip("\r\n")
             if not any(c.strip() for c in cells):
                 continue
-            if not_utf8.search(raw):
+            if NOT_UTF8.search(raw):
                 yield "line", start, RowError("undecodable_bytes", "(line)", "bytes that are not UTF-8"), \
                     raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             elif len(cells) != len(header):
@@ -234,7 +232,7 @@ def _parquet_rows(path: Path, name: str):
     return (("record", i, row, row) for i, row in enumerate(table.to_pylist()))
 
 
-def _format(path: Path) -> tuple[str | None, bool]:
+def file_format(path: Path) -> tuple[str | None, bool]:
     """(format, gzipped by name) from the file name: pairs.jsonl -> jsonl; pairs.jsonl.gz -> jsonl, True."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -257,7 +255,7 @@ def _file_bytes(path: Path, name: str) -> tuple[bytes, str]:
 def file_records(path: Path):
     """-> (name, format, note, records) for a local file; DataError for one that cannot be read at all."""
     name = str(path)
-    fmt, _ = _format(path)
+    fmt, _ = file_format(path)
     if fmt == "parquet":
         return name, fmt, "", _parquet_rows(path, name)
     data, note = _file_bytes(path, name)
