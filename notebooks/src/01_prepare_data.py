@@ -81,7 +81,7 @@ print(f"profile {profile.name}: max_length={profile.max_length}, kto_batch_size=
 # Each line of the kit's file is one judgement: for this prompt, *chosen* is better than *rejected*. The other
 # fields describe the pair: the `failure_mode` of the rejected answer, whether the pair is `length_balanced`
 # (the chosen answer is not the longer one, so length alone cannot give the answer away), and its `split`.
-# Here is the kit's seed example, as it is stored:
+# Here is one of the kit's pairs, as it is stored:
 
 # %%
 import json
