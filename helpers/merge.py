@@ -8,6 +8,9 @@ Colab's local disk when RUN_DIR is on Drive: `helpers.merge_shards.merged_model_
                                         OpenRLHF's `value_head_prefix` and the reward `mean` / `std`
     RUN_DIR/rm_merged/reward_head.json  head, pad, pooling, chat-template hash, normalization, provenance
     RUN_DIR/rm_merged/llamafactory/     the decoder as a causal LM + value_head.safetensors (v_head.summary.*)
+
+Both folders carry the keys transformers 4.x reads beside transformers 5's own (`write_consumer_keys`); which
+consumer reads which folder, and what each must be told, is in the manifest's `exports`.
 """
 
 from __future__ import annotations
@@ -209,6 +212,30 @@ reward_model_type: full
 """
 
 
+def write_consumer_keys(folder) -> dict:
+    """Make a saved folder read the same in transformers 4.x, 5.x and vLLM; return the keys written.
+
+    transformers 5 keeps RoPE in `rope_parameters` only: 4.x reads `rope_theta` (and `rope_scaling`) and, finding
+    none, silently uses theta = 10000 instead of LLaMA 3's 500000. 5 names the tokenizer class `TokenizersBackend`,
+    a class 4.x lacks; `PreTrainedTokenizerFast` loads the same tokenizer.json in both. 4.x reads the dtype from
+    `torch_dtype`. vLLM's classify pooler applies a sigmoid to a one-label model unless `problem_type` is
+    "regression", so without it a vLLM user gets sigma(reward), not the reward.
+    """
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    rope = dict(config.get("rope_parameters") or {})
+    written = {"problem_type": "regression", "torch_dtype": config.get("dtype", "float32")}
+    if rope:
+        written["rope_theta"] = rope.pop("rope_theta", 10000.0)
+        written["rope_scaling"] = None if rope.get("rope_type", "default") == "default" else rope
+    (folder / "config.json").write_text(json.dumps({**config, **written}, indent=2, ensure_ascii=False))
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    if tokenizer_config.get("tokenizer_class") == "TokenizersBackend":
+        tokenizer_config["tokenizer_class"] = written["tokenizer_class"] = "PreTrainedTokenizerFast"
+        (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False))
+    return written
+
+
 def export_llamafactory(merged_dir, tokenizer, out_dir, base_path, token: str | None = None,
                         template: str = "llama3") -> Path:
     """Write LLaMA-Factory's reward-model layout from the merged folder: causal LM + `value_head.safetensors`.
@@ -243,6 +270,7 @@ def export_llamafactory(merged_dir, tokenizer, out_dir, base_path, token: str | 
     save_file({"v_head.summary.weight": weight, "v_head.summary.bias": torch.zeros(1, dtype=weight.dtype)},
               str(out_dir / VALUE_HEAD_FILE), metadata={"format": "pt"})
     (out_dir / "llamafactory_ppo.yaml").write_text(_PPO_YAML.format(template=template, path=out_dir.resolve()))
+    write_consumer_keys(out_dir)
     return out_dir
 
 
@@ -294,10 +322,20 @@ def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir,
         "chat_template_sha256": chat_template_sha256(tokenizer), "normalization": normalization,
         "base_model": str(base_model), "adapter_source": str(adapter_dir),
         "dtype": str(weight.dtype).removeprefix("torch."),
-        "exports": {"openrlhf": {"value_head_prefix": "score",
-                                 "config_keys": ["value_head_prefix", "mean", "std"]},
-                    "llamafactory": {"dir": "llamafactory", "value_head": VALUE_HEAD_FILE, "keys": lf_keys,
-                                     "stage_at_export": "rm", "reward_model_type": "full"}},
+        "exports": {
+            "transformers": {"dir": ".", "versions": "4.x and 5.x", "class": "AutoModelForSequenceClassification",
+                             "read": "logits[:, 0] (pooling above)"},
+            "vllm": {"dir": ".", "runner": "pooling", "call": "LLM.classify or vllm serve --runner pooling",
+                     "read": "outputs.probs[0]: the raw reward, as config.json says problem_type regression"},
+            "trl": {"dir": ".", "use": "GRPOTrainer / RLOOTrainer reward_funcs=<this folder>"},
+            "openrlhf": {"dir": ".", "value_head_prefix": "score", "config_keys": ["value_head_prefix", "mean", "std"],
+                         "note": "normalize_reward=True returns wrong rewards on transformers >= 5.15 (mean/std "
+                                 "buffers not restored, OpenRLHF PR #1343): load with normalize_reward=False and "
+                                 "apply (r - mean) / std from this file"},
+            "llamafactory": {"dir": "llamafactory", "value_head": VALUE_HEAD_FILE, "keys": lf_keys,
+                             "stage_at_export": "rm", "reward_model_type": "full",
+                             "note": "its llama3 template does not strip message text: strip responses before "
+                                     "scoring, or a trailing space or newline adds a token the RM never saw"}},
     }
     Path(out_dir, MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest

@@ -135,7 +135,7 @@ def ensure_merged_model(run_dir, profile, token: str | None = None) -> Path:
     from transformers import AutoTokenizer
 
     from .data import require_inputs
-    from .merge import MANIFEST, write_reward_head_manifest
+    from .merge import MANIFEST, write_consumer_keys, write_reward_head_manifest
 
     run_dir, out = Path(run_dir), merged_model_dir(run_dir)
     if (out / MANIFEST).exists():
@@ -150,5 +150,6 @@ def ensure_merged_model(run_dir, profile, token: str | None = None) -> Path:
                            getattr(torch, recipe["merge_dtype"]), tokenizer.pad_token_id, token,
                            extra_config={"value_head_prefix": "score", **norm})
     tokenizer.save_pretrained(out)
+    write_consumer_keys(out)
     write_reward_head_manifest(out, tokenizer, base_model=profile.rm_base, adapter_dir=adapter_dir, normalization=norm)
     return out

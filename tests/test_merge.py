@@ -25,6 +25,7 @@ from helpers.merge import (
     load_as_trained,
     merge_dtype,
     strip_reward_head,
+    write_consumer_keys,
     write_reward_head_manifest,
 )
 from helpers.merge_shards import HEAD_SHARD, INDEX, ensure_merged_model, merge_adapter_by_shard
@@ -68,6 +69,7 @@ def export(tiny_rm_base, adapter, kit_pairs, tmp_path_factory):
     merged.config.update({"value_head_prefix": "score", **norm})
     merged.config.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    write_consumer_keys(out)
     export_llamafactory(out, tokenizer, out / "llamafactory", base_path=tiny_rm_base)
     write_reward_head_manifest(out, tokenizer, "tiny-llama3", adapter_dir, norm)
     probes = [row["prompt"] + row["chosen"] for row in kit_pairs["test"].select(range(6))]
@@ -126,7 +128,31 @@ def test_merged_model_is_rebuilt_in_a_fresh_runtime_from_what_drive_kept(export,
     np.testing.assert_allclose(report["probe_scores"], score_conversations(export["merged"], export["tokenizer"],
                                                                            export["probes"]), atol=1e-5)
     assert json.loads((rebuilt / "config.json").read_text())["mean"] == pytest.approx(export["norm"]["mean"])
+    _assert_read_alike_by_transformers_4_and_5_and_vllm(rebuilt)
     assert ensure_merged_model(run_dir, profile) == rebuilt  # present now: not rebuilt again
+
+
+def _assert_read_alike_by_transformers_4_and_5_and_vllm(folder):
+    config = json.loads((folder / "config.json").read_text())
+    assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] == 500000.0  # 4.x: 10000 without it
+    assert config["rope_scaling"] is None and config["torch_dtype"] == config["dtype"]
+    assert config["problem_type"] == "regression"  # vLLM: no sigmoid on the one label
+    assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+
+
+def test_exports_carry_the_keys_transformers_4_and_vllm_read(export):
+    """Both folders; transformers 5 reads them as before (same ids, same rope); the manifest names every consumer."""
+    from transformers import AutoConfig
+
+    for folder in (export["dir"], export["dir"] / "llamafactory"):
+        _assert_read_alike_by_transformers_4_and_5_and_vllm(folder)
+        assert AutoConfig.from_pretrained(folder).rope_parameters["rope_theta"] == 500000.0
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert tokenizer.apply_chat_template(export["probes"][0]) == \
+            export["tokenizer"].apply_chat_template(export["probes"][0])
+    manifest = json.loads((export["dir"] / "reward_head.json").read_text())
+    assert set(manifest["exports"]) == {"transformers", "vllm", "trl", "openrlhf", "llamafactory"}
+    assert "PR #1343" in manifest["exports"]["openrlhf"]["note"]
 
 
 def test_as_trained_reload_reproduces_the_trainers_scores_bit_for_bit(tiny_rm_base, adapter, kit_pairs):

@@ -238,6 +238,11 @@ print(f"held-out accuracy: as trained {accuracy_8bit:.3f}, merged {accuracy_merg
 # `mean` and `std` on the held-out rewards (chosen and rejected answers alike) and store them where OpenRLHF
 # reads them: `mean` / `std` in `config.json`. OpenRLHF also needs the name of the head's attribute,
 # `value_head_prefix`: ours is `score`, a `Linear(hidden, 1, bias=False)`, exactly its reward-model head.
+#
+# One caution for OpenRLHF users: with `normalize_reward=True`, OpenRLHF 0.11.2 on transformers 5.15 or newer
+# does not restore these `mean`/`std` values into its model (an upstream bug, OpenRLHF pull request #1343), and
+# the "normalised" rewards it returns are wrong. Until that lands, load with `normalize_reward=False` and apply
+# `(r - mean) / std` yourself with the numbers below (they are also in `reward_head.json`).
 
 # %%
 from helpers.merge import fit_normalization
@@ -247,14 +252,28 @@ merged.config.update({"value_head_prefix": "score", **norm})
 print({k: getattr(merged.config, k) for k in ("value_head_prefix", "mean", "std", "pad_token_id")})
 
 # %% [markdown]
-# ## Save
+# ## Save, for every reader
 # The weights are already on disk; `config.save_pretrained` writes `config.json` again with the keys above (class
 # `LlamaForSequenceClassification`, one label, the pad id), and the tokenizer goes beside it, chat template
 # included, so the folder is complete on its own.
+#
+# "Complete" is not yet "read the same everywhere". Three readers get a different number from this folder as
+# transformers 5 writes it, with no error:
+# - **transformers 4.x** (RewardBench and many tools still use it) looks for `rope_theta`; transformers 5 writes
+#   only `rope_parameters`, so 4.x falls back to 10000 instead of LLaMA 3's 500000 and every position is encoded
+#   differently. 4.x also lacks the tokenizer class 5 names (`TokenizersBackend`).
+# - **vLLM** serves a one-label classifier through its `classify` pooler, which applies a sigmoid unless the
+#   config says `problem_type: "regression"`: you would get σ(reward), a number in (0, 1), not the reward.
+#
+# `write_consumer_keys` adds the keys each of them reads (5 reads the folder exactly as before); `docs/consumers.md`
+# shows each consumer's own code scoring the same probes.
 
 # %%
+from helpers.merge import write_consumer_keys
+
 merged.config.save_pretrained(merged_dir)
 tokenizer.save_pretrained(merged_dir)
+print("added for transformers 4.x and vLLM:", write_consumer_keys(merged_dir))
 config = json.loads((merged_dir / "config.json").read_text())
 print(sorted(p.name for p in merged_dir.iterdir()))
 {k: config.get(k) for k in ("architectures", "id2label", "pad_token_id", "value_head_prefix", "mean", "std")}
@@ -279,6 +298,11 @@ print("architectures:", lf_config["architectures"])
 # %% [markdown]
 # The settings that use it. LLaMA-Factory's own `llamafactory-cli export` keeps the value head only with
 # `stage: rm` (LLaMA-Factory's "stage" parameter); PPO then loads this folder with `reward_model_type: full`.
+
+# One difference to know: LLaMA-Factory renders chats with its own `llama3` template, which does not strip the
+# message text, while Meta's template (and ours) does. A response ending in a space or a newline therefore gets
+# one token more in LLaMA-Factory than the reward model was trained on, and a slightly different reward. Strip
+# responses before scoring there.
 
 # %%
 # NBVAL_CHECK_OUTPUT
