@@ -201,16 +201,24 @@ class RewardScorer:
 
         Inputs are sorted by length so each batch pads little, then the results are put back in order.
         """
+        rewards = np.zeros(len(items), dtype=np.float32)
+        for positions, batch_rewards in self.iter_batches(items, batch_size, padding_side, progress):
+            rewards[positions] = batch_rewards
+        return (rewards - self.mean) / self.std if normalized else rewards
+
+    def iter_batches(self, items, batch_size: int = 16, padding_side: str = "right", progress: bool = False):
+        """Yield (positions in `items`, raw rewards) one batch at a time, shortest inputs first.
+
+        For callers that write as they go (the scoring CLI): each batch's rewards are final when yielded.
+        """
         from tqdm.auto import tqdm
 
         ids = [self._ids(*item) if not isinstance(item, dict) else self._ids(item["prompt"], item["response"])
                for item in items]
         order = np.argsort([len(x) for x in ids], kind="stable")
-        rewards = np.zeros(len(ids), dtype=np.float32)
         for start in tqdm(range(0, len(ids), batch_size), disable=not progress, desc="scoring", unit="batch"):
             chunk = order[start:start + batch_size]
-            rewards[chunk] = self._score_ids([ids[i] for i in chunk], padding_side)
-        return (rewards - self.mean) / self.std if normalized else rewards
+            yield chunk, self._score_ids([ids[i] for i in chunk], padding_side)
 
     def compare(self, prompt, a, b) -> float:
         """P(a is preferred to b) = σ(r_a − r_b), the Bradley–Terry probability the model was trained on."""

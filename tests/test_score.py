@@ -111,7 +111,7 @@ def test_cli_skips_bad_lines_by_number_and_resumes(rm_dir, tmp_path, capsys):
     src.write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe\n")
     assert score_cli(["--model", str(rm_dir), "--input", str(src), "--output", str(out)]) == 0
     captured = capsys.readouterr()
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    rows = sorted((json.loads(x) for x in out.read_text().splitlines()), key=lambda r: r["line"])
     assert [r["id"] for r in rows] == ["a", "e"] and [r["line"] for r in rows] == [1, 6]
     for line, reason in [(2, "malformed JSON"), (3, "'response': missing"), (4, "empty text"),
                          (5, "expected a string or a list of messages"), (7, "undecodable bytes")]:
