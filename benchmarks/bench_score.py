@@ -1,12 +1,17 @@
-"""Benchmark: `RewardScorer.score_batch` (length-sorted batches) vs scoring one response at a time.
+"""Benchmark: `RewardScorer.score_batch` vs one response at a time, vs transformers' pipeline, and the CLI.
 
     python benchmarks/bench_score.py                  # tiny model, CPU (or CUDA when present)
     python benchmarks/bench_score.py --pairs 256 --batch-size 32   # default: 16, as score_batch
     python benchmarks/bench_score.py --sweep          # also: the same ratio for other model widths
+    python benchmarks/bench_score.py --cli-rows 2000 200000       # the CLI's peak memory (RSS) at two sizes
 
-Both paths must give the same rewards (checked, within 1e-4 in fp32); the number that matters is the
-speed-up (target >= 8x). Results go to benchmarks/results/score_<device>_<date>.json. A benchmark, not
-a test: nothing asserts on time.
+Measured side by side in one run, same items, same batch size, same rewards (checked within 1e-4 in fp32):
+- `score_batch` vs `score` one at a time (target speed-up >= 8x);
+- `score_batch` vs `pipeline("text-classification", function_to_apply="none")` (target: ratio >= 1);
+- the scoring CLI (`python -m helpers.score`, its own rows/s, model loading excluded) vs `score_batch` on the
+  same rows (target: >= 0.9), and the CLI's peak RSS on short inputs of each `--cli-rows` size (target: the
+  largest within a few MB of the smallest: the CLI streams).
+Results go to benchmarks/results/score_<device>_<date>.json. A benchmark, not a test: nothing asserts on time.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from helpers.env import KIT_ROOT, quiet_warnings, versions
 from helpers.score import RewardScorer
 from helpers.tiny import build_tiny_model
+from helpers.train import prepare_reward_tokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_SPEEDUP = 8.0
@@ -38,9 +44,10 @@ def _reward_model_dir(root: Path) -> Path:
     build_tiny_model("llama3", base, seed=0, warmup_steps=0)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, use_safetensors=True)
+    tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(base))  # the dedicated pad, as notebook 03
+    model.config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(root / "rm")
-    for f in base.glob("*token*"):
-        (root / "rm" / f.name).write_bytes(f.read_bytes())
+    tokenizer.save_pretrained(root / "rm")
     return root / "rm"
 
 
@@ -87,19 +94,92 @@ def shape_sweep(scorer: RewardScorer, items, batch_size: int) -> list[dict]:
     return rows
 
 
+def time_pipeline(model_dir: Path, scorer: RewardScorer, items, batch_size: int) -> dict:
+    """transformers' own text-classification pipeline on the chat-templated texts, then score_batch again."""
+    from transformers import pipeline
+
+    texts = [scorer.tokenizer.decode(scorer.tokens(p, r)) for p, r in items]
+    classify = pipeline("text-classification", model=str(model_dir), device=scorer.model.device,
+                        function_to_apply="none")
+    kwargs = {"batch_size": batch_size, "tokenizer_kwargs": {"add_special_tokens": False}}
+    classify(texts[:8], **kwargs)  # warm-up
+    start = time.perf_counter()
+    rewards = np.array([out["score"] for out in classify(texts, **kwargs)])
+    pipeline_s = time.perf_counter() - start
+    start = time.perf_counter()
+    batched = scorer.score_batch(items, batch_size=batch_size)
+    return {"pipeline_s": pipeline_s, "batch_s": time.perf_counter() - start,
+            "max_abs_diff": float(np.abs(rewards - batched).max())}
+
+
+def cuda_dtype_drift(model_dir: Path, items, batch_size: int) -> dict:
+    """On CUDA: max |reward - fp32 reward| when the model runs in fp16 (a T4) and in bf16 (A100/H100 class)."""
+    reference = RewardScorer.from_pretrained(model_dir, device="cuda")
+    reference.model.float()
+    fp32 = reference.score_batch(items, batch_size=batch_size)
+    drift = {}
+    for dtype in (torch.float16, torch.bfloat16):
+        reference.model.to(dtype)
+        drift[str(dtype).removeprefix("torch.")] = float(np.abs(reference.score_batch(items, batch_size) - fp32).max())
+    drift["reward_scale"] = float(np.abs(fp32).max())
+    return drift
+
+
+def run_cli(model_dir: Path, rows: list[tuple[str, str]], batch_size: int, tmp: Path) -> dict:
+    """Run `python -m helpers.score` on `rows` in a child process: its rows/s (as it reports) and peak RSS."""
+    import re
+    import subprocess
+    import sys
+
+    from helpers.env import kit_subprocess_env
+
+    src, out = tmp / f"cli_{len(rows)}.jsonl", tmp / f"cli_{len(rows)}.scores.jsonl"
+    with src.open("w", encoding="utf-8") as f:
+        for i, (prompt, response) in enumerate(rows):
+            f.write(json.dumps({"id": i, "prompt": prompt, "response": response}, ensure_ascii=False) + "\n")
+    out.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.score", "--model", str(model_dir), "--input", str(src),
+                             "--output", str(out), "--batch-size", str(batch_size)], env=kit_subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert status == 0, stdout
+    rate = float(re.search(r"\(([\d.]+) rows/s", stdout).group(1))
+    scores = {r["id"]: r["reward"] for r in map(json.loads, out.read_text("utf-8").splitlines())}
+    assert len(scores) == len(rows), (len(scores), len(rows))
+    return {"rows": len(rows), "rows_per_s": rate, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "scores": np.array([scores[i] for i in range(len(rows))])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sweep", action="store_true", help="also measure other model widths (SWEEP_SHAPES)")
+    parser.add_argument("--cli-rows", type=int, nargs="*", default=[2000, 200_000],
+                        help="input sizes for the CLI's peak-memory runs (short rows)")
     args = parser.parse_args()
     quiet_warnings()
     with tempfile.TemporaryDirectory() as tmp:
-        scorer = RewardScorer.from_pretrained(_reward_model_dir(Path(tmp)))
+        model_dir = _reward_model_dir(Path(tmp))
+        scorer = RewardScorer.from_pretrained(model_dir)
+        scorer.model.float()  # fp32 on CUDA too, so every path is compared at one precision (drift: below)
         items = _items(args.pairs)
         timed = time_both_paths(scorer, items, args.batch_size)
         single, single_s, batched, batch_s = (timed[k] for k in ("single", "single_s", "batched", "batch_s"))
+        vs_pipeline = time_pipeline(model_dir, scorer, items, args.batch_size)
+        cli_same = run_cli(model_dir, items, args.batch_size, Path(tmp))
+        as_cli = RewardScorer.from_pretrained(model_dir)  # the CLI's own set-up: on CUDA, the dtype policy's dtype
+        as_cli.score_batch(items[:8])
+        start = time.perf_counter()
+        cli_reference = as_cli.score_batch(items, batch_size=args.batch_size)
+        batch_again_s = time.perf_counter() - start
+        short = [("Hi", "Hello!"), ("2+2?", "4."), ("你好", "你好!")]
+        memory = [run_cli(model_dir, (short * (n // 3 + 1))[:n], args.batch_size, Path(tmp)) for n in args.cli_rows]
         sweep = shape_sweep(scorer, items, args.batch_size) if args.sweep else None
+        drift = cuda_dtype_drift(model_dir, items, args.batch_size) if torch.cuda.is_available() else None
+    cli_diff = float(np.abs(cli_same["scores"] - cli_reference).max())
+    assert vs_pipeline["max_abs_diff"] <= 1e-4 and cli_diff <= 1e-4, (vs_pipeline["max_abs_diff"], cli_diff)
     max_diff = float(np.abs(single - batched).max())
     assert max_diff <= 1e-4, f"batched and single scores differ by {max_diff}"
     device = str(next(scorer.model.parameters()).device)
@@ -112,14 +192,26 @@ def main() -> None:
         "single_pairs_per_s": round(args.pairs / single_s, 1), "batch_pairs_per_s": round(args.pairs / batch_s, 1),
         "speedup": round(single_s / batch_s, 2), "target_speedup": TARGET_SPEEDUP, "max_abs_diff": max_diff,
         "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+        "vs_pipeline": {"pipeline_responses_per_s": round(len(items) / vs_pipeline["pipeline_s"], 1),
+                        "score_batch_responses_per_s": round(len(items) / vs_pipeline["batch_s"], 1),
+                        "ratio": round(vs_pipeline["pipeline_s"] / vs_pipeline["batch_s"], 2), "target_ratio": 1.0,
+                        "max_abs_diff": vs_pipeline["max_abs_diff"]},
+        "cli": {"responses_per_s": cli_same["rows_per_s"],
+                "score_batch_responses_per_s": round(len(items) / batch_again_s, 1),
+                "ratio": round(cli_same["rows_per_s"] * batch_again_s / len(items), 2), "target_ratio": 0.9,
+                "max_abs_diff": cli_diff,
+                "peak_rss_mb": {str(m["rows"]): m["peak_rss_mb"] for m in memory},
+                "rss_growth_mb": round(memory[-1]["peak_rss_mb"] - memory[0]["peak_rss_mb"], 1) if memory else None},
     }
     if sweep:
         result["shape_sweep"] = sweep
+    if drift:
+        result["cuda_dtype_drift"] = drift
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"score_{device.split(':')[0]}_{result['date']}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("device", "single_pairs_per_s", "batch_pairs_per_s", "speedup",
-                                             "max_abs_diff")}))
+                                             "max_abs_diff", "vs_pipeline", "cli")}, indent=1))
     print(f"saved {out}")
 
 

@@ -194,17 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     if report["duplicates"]:
         print(f"{args.output}: {report['duplicates']} lines repeat a line already there (written by an older "
               "version or another tool); left as they are", file=sys.stderr)
+    rate = f" ({counts['scored'] / counts['seconds']:.1f} rows/s, model loading excluded)" if counts["scored"] else ""
     print(f"read {counts['good'] + counts['bad']} rows: scored {counts['scored']}, already scored "
           f"{counts['good'] - counts['scored']}, skipped {counts['bad']} bad, truncated {counts['truncated']} "
-          f"-> {args.output}")
+          f"-> {args.output}{rate}")
     return 0 if counts["good"] else 1
 
 
 def _score_file(args, out, done: LineSet) -> dict:
     """Stream the input, score what is not done chunk by chunk, append each batch as it finishes."""
+    import time
+
     from tqdm.auto import tqdm
 
-    scorer, counts, chunk = None, {"good": 0, "bad": 0, "scored": 0, "truncated": 0}, []
+    scorer, counts, chunk = None, {"good": 0, "bad": 0, "scored": 0, "truncated": 0, "seconds": 0.0}, []
     chunk_rows = args.batch_size * CHUNK_BATCHES
 
     def flush():
@@ -213,6 +216,7 @@ def _score_file(args, out, done: LineSet) -> dict:
             from .score import RewardScorer
 
             scorer = RewardScorer.from_pretrained(args.model, quantization=args.quantization)
+        start = time.perf_counter()  # scoring time, model loading excluded
         items = [(row["prompt"], row["response"]) for _, row in chunk]
         for positions, rewards in scorer.iter_batches(items, args.batch_size):
             records = []
@@ -224,6 +228,7 @@ def _score_file(args, out, done: LineSet) -> dict:
             counts["scored"] += len(records)
             bar.update(len(records))
         chunk.clear()
+        counts["seconds"] += time.perf_counter() - start
 
     with tqdm(desc="scoring", unit="row", disable=None) as bar:
         for line, raw in iter_lines(args.input):

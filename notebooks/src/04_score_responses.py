@@ -228,6 +228,11 @@ print(f"{len(rows)} rows -> {scores_dir}/test_scores.jsonl and .csv")
 # ## A whole file, from the command line
 # For files too large for a notebook: `python -m helpers.score` reads JSONL rows `{"prompt", "response"}`,
 # shows a progress bar, skips bad lines **by number and reason**, and on a rerun scores only what is missing.
+# It is built for long jobs that get interrupted: it streams the input (memory stays flat however long the file),
+# appends each scored batch to the output and syncs it to disk before the next, so a killed run loses at most one
+# batch; the rerun removes a line cut in half by the kill and scores that row again. A second run on the same
+# output while the first is still writing is refused. Output rows come in the order they were scored (shortest
+# first, so batches pad little): join them to the input by `line` or `id`.
 # Below, a file with two deliberately broken lines.
 
 # %%
@@ -244,6 +249,24 @@ from helpers.env import kit_subprocess_env
 
 result = subprocess.run(cmd, capture_output=True, text=True, env=kit_subprocess_env())  # Colab: kit not installed
 print(result.stderr[-600:].strip().splitlines()[-3:], result.stdout.strip(), sep="\n")
+
+# %% [markdown]
+# ## Millions of responses, or a reward server: vLLM
+# The CLI is right for a file of thousands of rows. For millions, or for a service an RL job calls while it
+# trains, run this same folder on an engine built for it: vLLM's **pooling runner** batches requests
+# continuously and runs one engine per GPU with `--data-parallel-size`. Nothing to convert: notebook 03 wrote
+# `problem_type: "regression"` into `config.json`, so vLLM's classify output `probs[0]` is the raw reward (without
+# that key vLLM applies a sigmoid to a one-label model). Send chat messages (the server applies the chat
+# template) or token ids, not the templated text as a string: a string gets a second BOS token by default. The
+# commands for this run's model (vLLM is not installed here: it needs a GPU and an environment of its own;
+# `docs/consumers.md` shows its CPU build giving the kit's rewards):
+
+# %%
+example = {"model": str(merged_dir), "messages": test[0]["prompt"] + test[0]["chosen"]}
+print(f"vllm serve {merged_dir} --runner pooling --data-parallel-size 2")
+print(f"curl -s localhost:8000/classify -H 'Content-Type: application/json' -d '{json.dumps(example, ensure_ascii=False)}'")
+print("reward = response['data'][0]['probs'][0]; normalised: (reward - mean) / std, mean/std from reward_head.json")
+print(f"this kit's reward for that answer: {scorer.score(test[0]['prompt'], test[0]['chosen']):+.4f}")
 
 # %%
 from helpers import save_metrics
