@@ -13,7 +13,7 @@ ARGS   ?=
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 
-.PHONY: setup run test lint clean-runs
+.PHONY: setup run test lint consumers clean-runs
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -33,6 +33,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q ruff==0.17.5
 	$(BIN)/ruff check helpers tests benchmarks tools
+
+# Consumer parity: transformers 4.x, vLLM, OpenRLHF and LLaMA-Factory, each in its own venv under .consumers/, score
+# the merged reward model with their own code; docs/consumers.md gets the table. MODEL=path/to/rm_merged, else
+# notebooks 00-03 (tiny) build one in runs/consumers. Exits non-zero when a consumer disagrees with the kit.
+MODEL ?=
+consumers: $(STAMP)
+	$(BIN)/python tools/consumers/run.py $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 clean-runs:
 	rm -rf runs/

@@ -5,7 +5,7 @@
 Each input line is {"prompt": str | messages, "response": str | messages, ...}. Each output line is
 {"line": n, "id": ..., "reward": r, "reward_normalized": z}; inputs longer than the model's max_length are
 truncated and counted. Bad lines are reported with their number and reason and skipped. Rows are written in
-the order they are scored (shortest first within each chunk of batch-size x 16 rows, so batches pad little):
+the order they are scored (shortest first within each chunk of batch-size x 64 rows, so batches pad little):
 match them to the input by `line` (or `id`), e.g. `sorted(rows, key=lambda r: r["line"])`.
 
 Built to lose nothing: the input is streamed (memory does not grow with the file) and every scored batch is
@@ -27,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-CHUNK_BATCHES = 16  # rows are read this many batches at a time and sorted by length inside the chunk
+CHUNK_BATCHES = 64  # rows are read this many batches at a time and sorted by length inside the chunk
 
 
 def _check(row) -> str | None:
