@@ -1,13 +1,14 @@
 """KTO (Kahneman-Tversky Optimization, Ethayarajh et al., 2024): the unpaired data of notebooks 01 and 05.
 
 KTO learns from unpaired rows (prompt, completion, label: desirable or not). This module turns preference
-pairs into such rows, mixes them with native unpaired rows so that every training batch holds both labels,
-and weights the two classes as the KTO paper's Eq. 8 asks.
+pairs into such rows, mixes them with native unpaired rows so that every training batch holds both labels
+(steadier updates; KTO itself does not require it), and weights the two classes as the KTO paper's Eq. 8 asks.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 
 from datasets import Dataset
 
@@ -50,20 +51,46 @@ def _feasible(n_desirable: int, n_undesirable: int, batch_size: int) -> bool:
     return batch_size >= 2 and min(sizes) >= 2 and min(n_desirable, n_undesirable) >= len(sizes)
 
 
-def _check_mixable(n_desirable: int, n_undesirable: int, batch_size: int) -> None:
+ONE_LABEL_COST = ("KTO still trains: its KL reference point comes from the other completions of the batch, "
+                  "whatever their labels (TRL kto_trainer.py, 'add_kl_completion_ids'). But a one-label batch "
+                  "pushes only one way, which makes the updates noisier, and its log has no reward for the "
+                  "missing label.")
+
+
+def _check_mixable(n_desirable: int, n_undesirable: int, batch_size: int) -> bool:
+    """Raise for what cannot work; warn (and return False) when some batches will hold a single label."""
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 for a batch to hold both labels, got {batch_size}. "
                          "KTOTrainer needs per_device_train_batch_size > 1 anyway.")
     if min(n_desirable, n_undesirable) == 0:
         raise ValueError(f"Only one label present ({n_desirable} desirable, {n_undesirable} undesirable): "
-                         "KTO needs both. Add rows of the missing label (unpair_preferences gives both).")
-    if not _feasible(n_desirable, n_undesirable, batch_size):
-        n = n_desirable + n_undesirable
-        sizes = range(batch_size + 1, n + 1)
-        better = next((b for b in sizes if _feasible(n_desirable, n_undesirable, b)), None)
-        raise ValueError(f"{n} rows ({n_desirable} desirable, {n_undesirable} undesirable) cannot fill every "
-                         f"batch of {batch_size} with both labels (too few of the rarer label, or a last "
-                         f"batch of one row). Use batch_size={better}, or add rows of the rarer label.")
+                         "the class weights (KTO paper, Eq. 8) need both. Add rows of the missing label "
+                         "(unpair_preferences gives both).")
+    if _feasible(n_desirable, n_undesirable, batch_size):
+        return True
+    n = n_desirable + n_undesirable
+    better = next((b for b in range(batch_size + 1, n + 1) if _feasible(n_desirable, n_undesirable, b)), None)
+    warnings.warn(f"{n} rows ({n_desirable} desirable, {n_undesirable} undesirable) cannot put both labels in "
+                  f"every batch of {batch_size} (too few of the rarer label, or a last batch of one row). "
+                  f"{ONE_LABEL_COST} batch_size={better} would give every batch both; or add rows of the rarer "
+                  "label.", UserWarning, stacklevel=3)
+    return False
+
+
+def _spread(n_rare: int, sizes: list[int]) -> list[int]:
+    """Rarer-label rows per batch when not every batch can have one: one each, evenly spaced, for as many batches of
+    two or more rows as there are such rows; any rest goes where a row of the other label still stays."""
+    eligible = [i for i, size in enumerate(sizes) if size >= 2]
+    k = min(n_rare, len(eligible))
+    plan = [0] * len(sizes)
+    for j in range(k):
+        plan[eligible[j * len(eligible) // k]] = 1
+    left = n_rare - k
+    for floor in (1, 0):  # first keep one row of the other label in each batch, then fill what remains
+        for i, size in enumerate(sizes):
+            take = min(left, max(0, size - floor - plan[i]))
+            plan[i], left = plan[i] + take, left - take
+    return plan
 
 
 def _desirable_per_batch(n_desirable: int, sizes: list[int]) -> list[int]:
@@ -79,7 +106,7 @@ def _desirable_per_batch(n_desirable: int, sizes: list[int]) -> list[int]:
 
 
 def mix_unpaired(derived, native=None, batch_size: int = 8, seed: int = 0) -> Dataset:
-    """Concatenate unpaired rows and order them so that every batch of `batch_size` holds both labels.
+    """Concatenate unpaired rows and order them so that every batch of `batch_size` holds both labels if it can.
 
     Each label's rows are shuffled with `seed`; each batch gets at least one row of each label and otherwise
     the overall label ratio; positions inside a batch are shuffled too. Same inputs and seed, same order.
@@ -89,21 +116,29 @@ def mix_unpaired(derived, native=None, batch_size: int = 8, seed: int = 0) -> Da
         derived: unpaired rows from `unpair_preferences` (`source` "pairs").
         native: natively unpaired rows from `load_unpaired` (given `source` "native"), or None.
 
+    When the rarer label cannot reach every batch, its rows are spread evenly instead and a warning says what
+    that costs and which batch_size would avoid it.
+
     Raises:
-        ValueError: batch_size < 2, a label is missing, or the rarer label cannot reach every batch;
-            the message suggests a batch_size that works.
+        ValueError: batch_size < 2, or a label is missing.
     """
     parts = [derived.to_list()] + ([[{**r, "source": r.get("source") or "native"} for r in native.to_list()]]
                                    if native is not None else [])
     rows = [r for part in parts for r in part]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     pools = {label: [r for r in rows if r["label"] == label] for label in (True, False)}
-    _check_mixable(len(pools[True]), len(pools[False]), batch_size)
+    mixable = _check_mixable(len(pools[True]), len(pools[False]), batch_size)
     rng = random.Random(seed)
     for pool in pools.values():
         rng.shuffle(pool)
     ordered, sizes = [], _batch_sizes(len(rows), batch_size)
-    for size, n_good in zip(sizes, _desirable_per_batch(len(pools[True]), sizes), strict=True):
+    if mixable:
+        plan = _desirable_per_batch(len(pools[True]), sizes)
+    elif len(pools[True]) <= len(pools[False]):
+        plan = _spread(len(pools[True]), sizes)
+    else:
+        plan = [size - n for size, n in zip(sizes, _spread(len(pools[False]), sizes), strict=True)]
+    for size, n_good in zip(sizes, plan, strict=True):
         labels = [True] * n_good + [False] * (size - n_good)
         rng.shuffle(labels)
         ordered += [pools[label].pop() for label in labels]

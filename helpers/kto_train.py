@@ -7,16 +7,18 @@ The data side (unpairing, mixing, class weights) is in `helpers.kto`.
 
 from __future__ import annotations
 
-from .kto import WEIGHT_BAND, batches_with_both_labels, kto_class_weights
+import warnings
+
+from .kto import ONE_LABEL_COST, WEIGHT_BAND, batches_with_both_labels, kto_class_weights
 
 
 def check_kto_setup(args, dataset) -> dict:
     """Stop before any KTO training step when the set-up would train the wrong thing.
 
     Checks, in order: `per_device_train_batch_size` > 1 (KTO estimates its KL reference point from the
-    *other* completions of a batch); both labels present; the sequential sampler that keeps
-    `mix_unpaired`'s order; both labels in every training batch; and class weights that put
-    λ_D·n_D / (λ_U·n_U) in [1, 4/3] (KTO paper, Eq. 8).
+    *other* completions of a batch); both labels present; and class weights that put λ_D·n_D / (λ_U·n_U)
+    in [1, 4/3] (KTO paper, Eq. 8). Warns (does not stop) when batches will hold a single label, or when a
+    non-sequential sampler would undo `mix_unpaired`'s order: KTO trains either way, with noisier updates.
 
     Args:
         args: the `KTOConfig` that will be passed to `KTOTrainer`.
@@ -42,14 +44,15 @@ def check_kto_setup(args, dataset) -> dict:
                          "Add rows of the other label: unpair_preferences(pairs) gives one of each per pair, "
                          "then mix_unpaired(derived, native, batch_size, seed) orders them.")
     if getattr(args, "train_sampling_strategy", "sequential") != "sequential":
-        raise ValueError(f"KTOConfig(train_sampling_strategy={args.train_sampling_strategy!r}) would shuffle "
-                         "away the order that puts both labels in every batch (TRL also pairs the KL "
-                         "completions within a batch). Keep train_sampling_strategy='sequential', the "
-                         "default.")
+        warnings.warn(f"KTOConfig(train_sampling_strategy={args.train_sampling_strategy!r}) shuffles away the order "
+                      "mix_unpaired chose, so some batches may hold a single label. " + ONE_LABEL_COST +
+                      " Keep train_sampling_strategy='sequential', the default, to keep that order.",
+                      UserWarning, stacklevel=2)
     both, total = batches_with_both_labels(dataset, size)
     if both < total:
-        raise ValueError(f"{total - both} of {total} training batches of {size} rows hold a single label. "
-                         f"Order the rows with mix_unpaired(derived, native, batch_size={size}, seed=SEED).")
+        warnings.warn(f"{total - both} of {total} training batches of {size} rows hold a single label. "
+                      f"{ONE_LABEL_COST} Order the rows with mix_unpaired(derived, native, batch_size={size}, "
+                      "seed=SEED) to give every batch both.", UserWarning, stacklevel=2)
     ratio = args.desirable_weight * n_good / (args.undesirable_weight * n_bad)
     if not WEIGHT_BAND[0] - 1e-9 <= ratio <= WEIGHT_BAND[1] + 1e-9:
         raise ValueError(f"desirable_weight={args.desirable_weight}, undesirable_weight="

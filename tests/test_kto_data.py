@@ -78,13 +78,25 @@ def unpaired(n_good: int, n_bad: int) -> Dataset:
 @pytest.mark.parametrize(("n_good", "n_bad", "batch_size", "match"), [
     (4, 4, 1, "at least 2"),
     (6, 0, 2, "Only one label"),
-    (2, 14, 4, r"cannot fill every batch of 4.*Use batch_size=8"),
-    (3, 4, 2, r"Use batch_size=4"),
-    (10, 11, 4, r"21 rows .* last batch of one row\)\. Use batch_size=6"),
 ])
 def test_impossible_mixes_say_how_to_fix_them(n_good, n_bad, batch_size, match):
     with pytest.raises(ValueError, match=match):
         mix_unpaired(unpaired(n_good, n_bad), batch_size=batch_size, seed=0)
+
+
+@pytest.mark.parametrize(("n_good", "n_bad", "batch_size", "match", "both"), [
+    (2, 14, 4, r"cannot put both labels in every batch of 4.*batch_size=8 would", 2),
+    (3, 4, 2, r"batch_size=4 would", 3),
+    (10, 11, 4, r"21 rows .* last batch of one row\)\..*batch_size=6 would", 5),
+])
+def test_mixes_that_leave_one_label_batches_warn_and_spread_the_rarer_label(n_good, n_bad, batch_size, match,
+                                                                             both):
+    """KTO trains on one-label batches (its KL reference point ignores labels), so this warns, not stops."""
+    with pytest.warns(UserWarning, match=match) as caught:
+        mixed = mix_unpaired(unpaired(n_good, n_bad), batch_size=batch_size, seed=0)
+    assert "KL reference point comes from the other completions" in str(caught[0].message)
+    assert sorted(mixed["id"], key=int) == [str(i) for i in range(n_good + n_bad)]  # every row, once
+    assert batches_with_both_labels(mixed, batch_size)[0] == both
 
 
 @pytest.mark.parametrize(("n_desirable", "n_undesirable"), [(100, 300), (283, 341), (300, 100), (100, 100),

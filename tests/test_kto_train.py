@@ -115,8 +115,6 @@ def unpaired(labels) -> Dataset:
      r"per_device_train_batch_size=1\).*Set per_device_train_batch_size to 2 or more"),
     ([True] * 16, {}, r"only desirable \(label True\) rows.*unpair_preferences"),
     ([False] * 16, {}, r"only undesirable \(label False\) rows.*Add rows of the other label"),
-    ([True, False] * 8, {"train_sampling_strategy": "random"}, r"strategy='random'.*Keep .*'sequential'"),
-    ([True] * 8 + [False] * 8, {}, r"2 of 2 training batches of 8 rows hold a single label.*mix_unpaired"),
     ([True, False, False, False] * 4, {},
      r"= 0\.333, outside \[1, 4/3\].*kto_class_weights\(n_D, n_U\) = \(3\.5, 1\.0\)"),
 ])
@@ -124,6 +122,17 @@ def test_bad_setups_fail_before_training_naming_the_fix(tmp_path, labels, overri
     args = kto_args(tmp_path, **overrides)  # weights 1.0 / 1.0
     with pytest.raises(ValueError, match=match):
         check_kto_setup(args, unpaired(labels))
+
+
+@pytest.mark.parametrize(("labels", "overrides", "match"), [
+    ([True, False] * 8, {"train_sampling_strategy": "random"}, r"strategy='random'.*Keep .*'sequential'"),
+    ([True] * 8 + [False] * 8, {}, r"2 of 2 training batches of 8 rows hold a single label.*mix_unpaired"),
+])
+def test_one_label_batches_warn_with_the_reason_and_training_may_go_on(tmp_path, labels, overrides, match):
+    args = kto_args(tmp_path, **overrides)
+    with pytest.warns(UserWarning, match=match) as caught:
+        checked = check_kto_setup(args, unpaired(labels))
+    assert "pushes only one way" in str(caught[0].message) and checked["n_desirable"] == 8
 
 
 def test_trl_itself_refuses_a_batch_of_one_only_inside_the_trainer(tiny_policy, kit_unpaired, tmp_path):
