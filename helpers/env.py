@@ -93,12 +93,17 @@ def quiet_warnings() -> None:
     """Silence the known-harmless warnings that would bury a learner's output.
 
     bitsandbytes logs, on every 8-bit matmul, that fp32/bf16 inputs are cast to fp16 (expected: that is
-    how LLM.int8() computes).
+    how LLM.int8() computes); on a CPU with AVX512-BF16 it logs at import that an optional 4-bit CPU kernel
+    ("gemm_4bit_forward", from the `kernels` package) is missing: the kit never runs 4-bit on a CPU. tqdm warns
+    "IProgress not found" where ipywidgets is absent (papermill, plain Jupyter): the bars print as text instead.
     """
     import logging
 
     logging.getLogger("bitsandbytes.autograd._functions").addFilter(
         lambda record: not str(record.msg).startswith("MatMul8bitLt"))
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+        lambda record: "gemm_4bit_forward" not in str(record.msg))
+    warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", message="MatMul8bitLt")
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .env import KitError, pick_dtype, require_safetensors
+from .env import KitError, pick_dtype, quiet_transformers, require_safetensors
 from .score import spearman
 
 MANIFEST = "reward_head.json"
@@ -38,8 +38,9 @@ MODEL_FILES = ("config.json", "model.safetensors|model.safetensors.index.json", 
 REQUIRED_FILES = (*MODEL_FILES, MANIFEST, "llamafactory/config.json", f"llamafactory/{VALUE_HEAD_FILE}")
 # Allowed max |score difference| between two copies of one reward model (merged vs base + adapter, an export vs
 # the merged model), relative to the rewards' scale: max |reward| of the reference, at least 1. fp32 differs
-# by rounding order only (~1e-7); a 16-bit merge rounds every weight once more: bf16 keeps 8 significant bits
-# (eps 7.8e-3), fp16 11 (eps 9.8e-4), and the error of many rounded layers adds up to a few eps.
+# by summation order only (measured: 7e-6 on rewards up to ~5); a 16-bit merge rounds every weight once more:
+# bf16 keeps 8 significant bits (eps 7.8e-3), fp16 11 (eps 9.8e-4), and the error of many rounded layers adds up
+# to a few eps.
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 
@@ -91,9 +92,10 @@ def load_as_trained(base_path, adapter_dir, quantization: str | None, dtype: tor
                          "notebook 02 wrote to RUN_DIR/metrics/02_train_reward_model.json.")
     require_safetensors(base_path, "base model")
     require_safetensors(adapter_dir, "adapter")
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_path, num_labels=1, quantization_config=configs[quantization], dtype=dtype,
-        device_map=device_map, token=token, use_safetensors=True)
+    with quiet_transformers():  # the base's report (no score head, an unused lm_head): the adapter brings the head
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base_path, num_labels=1, quantization_config=configs[quantization], dtype=dtype,
+            device_map=device_map, token=token, use_safetensors=True)
     model.config.pad_token_id = pad_token_id
     if quantization:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

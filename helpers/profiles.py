@@ -36,7 +36,9 @@ class Profile:
     save_steps: int = 0  # checkpoints for resuming; 0: about every 10 minutes of T4 time (resources.checkpoint_steps)
     lora_r: int = 8
     lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    # 0: RewardConfig/KTOConfig keep TRL's disable_dropout=True, which sets every nn.Dropout to p=0 after the model
+    # is wrapped, LoRA's included (trl reward_trainer.py:557-558, kto_trainer.py:943-944); a 0.05 here never applied.
+    lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     # KTO (notebook 05)
     kto_learning_rate: float = 5e-6
@@ -89,7 +91,7 @@ PROFILES: dict[str, Profile] = {
         save_steps=16,
         lora_r=16,
         lora_alpha=32,
-        lora_dropout=0.05,
+        lora_dropout=0.0,  # see the field's comment: TRL's disable_dropout=True zeroes it anyway
         lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
         kto_learning_rate=1e-3,
         kto_batch_size=8,

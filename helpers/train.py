@@ -216,8 +216,11 @@ def storage_experiment(make_trainer, test, batch_size: int = 8) -> dict[str, dic
     from .score import pairwise_accuracy, score_pairs
 
     results = {}
+    from .env import quiet_transformers
+
     for storage in ("bfloat16", "float32"):
-        trainer = make_trainer()
+        with quiet_transformers():  # the base's load report, twice more: explained where it first appears
+            trainer = make_trainer()
         if storage == "float32":
             keep_trainable_fp32(trainer.model)
         before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}

@@ -151,3 +151,22 @@ def test_dtype_policy_can_force_the_t4_policy():
     assert env.dtype_policy("auto") == pick_dtype()
     with pytest.raises(ValueError, match="DTYPE='fp32' is not one of"):
         env.dtype_policy("fp32")
+
+
+def test_quiet_warnings_drops_known_noise_and_nothing_else(caplog):
+    """bitsandbytes' missing optional 4-bit CPU kernel and tqdm's "IProgress not found": noise in every notebook."""
+    import logging
+    import warnings
+
+    env.quiet_warnings()
+    bnb = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING):
+        bnb.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "no kernels")
+        bnb.warning("something else from bitsandbytes")
+    assert [r.getMessage() for r in caplog.records] == ["something else from bitsandbytes"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        env.quiet_warnings()
+        warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", UserWarning, stacklevel=1)
+        warnings.warn("a real problem", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["a real problem"]

@@ -13,7 +13,7 @@ def test_unknown_profile_lists_the_valid_names():
 def test_llama3_profile_carries_the_seed_recipe():
     p = get_profile("llama3-8b")
     assert p.rm_base == "meta-llama/Meta-Llama-3-8B" and p.quantization == "8bit"
-    assert (p.lora_r, p.lora_alpha, p.lora_dropout) == (8, 16, 0.05)
+    assert (p.lora_r, p.lora_alpha, p.lora_dropout) == (8, 16, 0.0)
     assert (p.learning_rate, p.per_device_train_batch_size, p.gradient_accumulation_steps) == (1e-5, 2, 4)
     assert (p.max_length, p.num_train_epochs) == (1024, 3)
     assert p.min_gpu_memory_gib > 0

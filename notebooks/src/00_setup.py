@@ -153,10 +153,12 @@ for name, info in models.items():
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 from helpers import get_hf_token
+from helpers.env import quiet_transformers
 
 rm_path, policy_path = profile.model_path("rm_base", run_dir), profile.model_path("policy_base", run_dir)
 if profile.is_tiny:
-    rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, use_safetensors=True)
+    with quiet_transformers():  # the base has no reward head yet: its load report is explained in notebook 02
+        rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, use_safetensors=True)
     policy = AutoModelForCausalLM.from_pretrained(policy_path, use_safetensors=True)
 else:  # 8B + 3B would need ~22 GB of RAM just to print a head: build them on the "meta" device (shapes only)
     with torch.device("meta"):

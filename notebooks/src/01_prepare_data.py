@@ -284,10 +284,15 @@ for split in ("train", "test"):
     print(f"{split:5} from pairs {dict(Counter(derived[split]['label']))}, native {native_labels}")
 
 # %% [markdown]
-# KTO estimates its reference point from each batch, and logs rewards per label per batch, so **every batch
-# should hold both labels**. TRL's own `unpair_preference_dataset` writes all chosen rows first, then all
-# rejected ones: with an in-order sampler, whole batches hold a single label. `mix_unpaired` interleaves the
-# labels (stratified, deterministic for `SEED`) so that every batch of `kto_batch_size` rows holds both.
+# KTO's batches are consecutive rows (its sampler is sequential), so the order of this file *is* the batch
+# composition. Do batches need both labels? Not for KTO to work: its reference point is estimated from the other
+# completions of the same batch **whatever their labels** (TRL pairs each prompt with its neighbour's completion,
+# `kto_trainer.py`, `add_kl_completion_ids`). But a batch of only desirable rows pushes every completion up, and
+# the next batch of only undesirable rows pushes them all down: noisier updates, and each batch's log lacks one
+# label's reward. TRL's own `unpair_preference_dataset` writes all chosen rows first, then all rejected ones, so
+# whole batches hold a single label. `mix_unpaired` interleaves the labels (stratified, deterministic for `SEED`)
+# so that every batch of `kto_batch_size` rows holds both when the counts allow it, and warns with the reason
+# when they do not.
 
 # %%
 from trl.data_utils import unpair_preference_dataset

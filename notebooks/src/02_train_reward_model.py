@@ -5,8 +5,8 @@
 #
 # A reward model reads a conversation and returns **one number**: how good the last answer is. We train
 # one from the pairs of notebook 01 with a widely shared recipe — LLaMA 3 8B loaded in 8-bit, LoRA
-# r=8/alpha=16/dropout 0.05, lr 1e-5, batch 2 × accumulation 4, max_length 1024, 3 epochs — done the way
-# TRL 1.x needs it, and we check that it learned something on pairs it never saw.
+# r=8/alpha=16, lr 1e-5, batch 2 × accumulation 4, max_length 1024, 3 epochs — done the way TRL 1.x needs it
+# (the recipe's LoRA dropout 0.05 is one thing TRL quietly turns off: see `RewardConfig` below), and we check that it learned something on pairs it never saw.
 #
 # **You will learn**
 # - what a reward model *is* in TRL: `AutoModelForSequenceClassification` with `num_labels=1` — a linear
@@ -72,8 +72,15 @@ train[0]["prompt"], train[0]["chosen"], train[0]["rejected"]
 
 # %% [markdown]
 # The tokenizer needs two things the LLaMA 3 *base* model does not ship: a chat template, and a **pad token
-# that is not EOS**. The reward is read at the last non-pad token; with pad = EOS, a sequence that ends in EOS
-# looks like padding there. LLaMA 3 reserves `<|finetune_right_pad_id|>` for exactly this.
+# that never occurs in a real sequence**. The rule: transformers reads the reward at the last token whose id is
+# not `pad_token_id` (`modeling_layers.py`, `...ForSequenceClassification.forward`: `non_pad_mask`). So if the pad
+# id is a token your sequences end with, the reward is read too early. What that means depends on the EOS:
+# - an *Instruct* tokenizer's EOS is `<|eot_id|>`, the token that closes every chat turn: with pad = EOS every
+#   reward is read one token before the end, at the last word of the answer instead of the end of the turn;
+# - the LLaMA 3 *base* tokenizer's EOS is `<|end_of_text|>`, which the chat template never writes: pad = EOS
+#   reads the right token there, until a text happens to contain it.
+#
+# A dedicated pad token needs no such case analysis. LLaMA 3 reserves `<|finetune_right_pad_id|>` for exactly this.
 
 # %%
 from transformers import AutoTokenizer
@@ -103,8 +110,10 @@ check_trainable_pairs(audit["pairs"] - audit["over_max_length"], audit["pairs"],
 # ## Load the base in 8-bit
 # `load_in_8bit` stores every linear layer's weights as int8 (LLM.int8(), with outlier features kept in 16
 # bit): the 8B base shrinks from ~16 GB to ~9 GB, which is what makes a T4 possible. The profile switch
-# `QUANTIZATION = "4bit"` loads NF4 weights instead (QLoRA): ~5.5 GB, slower per step on most GPUs because of
-# de-quantisation, and a slightly noisier base; `"none"` keeps the base in 16 bit (needs ~16 GB + activations).
+# `QUANTIZATION = "4bit"` loads NF4 weights instead (QLoRA): ~5.5 GB and a slightly noisier base; its speed per
+# step against 8-bit depends on the GPU and the bitsandbytes version (both dequantise or re-quantise in every
+# forward and backward pass) and this kit has not measured it on a T4: time one epoch of each if it matters to you
+# (Level 1 below). `"none"` keeps the base in 16 bit (needs ~16 GB + activations).
 
 # %%
 from transformers import BitsAndBytesConfig
@@ -133,9 +142,17 @@ model.config.pad_token_id = tokenizer.pad_token_id  # where the reward is read: 
 print(type(model).__name__, "| reward head:", model.score)
 
 # %% [markdown]
-# **The reward is not a log-likelihood.** A widely copied tutorial says a TRL reward model sums the token log-probabilities
-# of a causal LM. It does not: the language-model head is gone, and `score` — one `Linear(hidden, 1)` —
-# maps the hidden state of the *last* token to a single number. That number means nothing on its own; only
+# transformers printed a **load report** above (in red, on stderr), and both of its lines are expected here:
+# - `lm_head.weight | UNEXPECTED`: the checkpoint's next-token head (vocabulary × hidden) has no place in a
+#   sequence classifier, so it is left out;
+# - `score.weight | MISSING`: the reward head is new, initialised at random. Training it is the point of this
+#   notebook (LoRA's `SEQ_CLS` task, below, makes it trainable and saves it with the adapter).
+#
+# Loading a *trained* reward model must report neither; notebook 04 shows what a `MISSING` head does to the scores.
+#
+# **The reward is not a log-likelihood.** A widely copied tutorial says a TRL reward model sums the token
+# log-probabilities of a causal LM. It does not: the language-model head is gone, and `score` — one
+# `Linear(hidden, 1)` — maps the hidden state of the *last* token to a single number. That number means nothing on its own; only
 # differences between answers to the same prompt are trained.
 
 # %%
@@ -148,8 +165,12 @@ print(f"{n_8bit} Linear8bitLt and {n_4bit} Linear4bit layers; "
 
 # %% [markdown]
 # ## LoRA, and why `task_type="SEQ_CLS"`
-# `prepare_model_for_kbit_training` freezes the int8 base and casts norms to fp32 for stable training. LoRA
-# then adds small trainable matrices. `task_type="SEQ_CLS"` is not decoration: it puts the `score` head in
+# `prepare_model_for_kbit_training` freezes the int8 base and casts **every parameter that is still 16-bit** to
+# fp32 (peft `utils/other.py`, `prepare_model_for_kbit_training`): not only the norms but the embeddings and the
+# head, which 8-bit loading leaves unquantized. On LLaMA 3 8B that is 526 M parameters, almost all of them the
+# embedding matrix: 0.98 GiB in fp16 becomes 1.96 GiB, about 1 GiB more of the T4's 15 GB (computed from the
+# model's shapes, `helpers.resources.count_parameters`). The gain is fp32 activations out of the embeddings and
+# steadier training. LoRA then adds small trainable matrices. `task_type="SEQ_CLS"` is not decoration: it puts the `score` head in
 # `modules_to_save`, so the head is **trained and saved with the adapter**. Without it the head stays random,
 # the adapter file lacks it, and the merged model scores noise (notebook 03 shows this failure).
 
@@ -178,7 +199,10 @@ with expect_error(ValueError):
 # ## RewardConfig
 # Every value comes from the profile (print `profile` to see them). Note the TRL defaults we override:
 # learning rate 1e-4 → the profile's, gradient checkpointing on → the profile's, bf16 on → the dtype policy
-# (fp16 on a T4). Evaluation runs on the held-out split every epoch; checkpoints every `save_steps`, which the
+# (fp16 on a T4). And one default we keep, written out so you see it: `disable_dropout=True` sets every dropout
+# in the model to 0 once TRL has wrapped it with LoRA (`reward_trainer.py`, `disable_dropout_in_model`), LoRA's
+# own dropout included, so the recipe's `lora_dropout=0.05` would never apply: the profile says 0. (Dropout makes
+# the chosen and rejected passes of one pair see different networks, which adds noise to the margin.) Evaluation runs on the held-out split every epoch; checkpoints every `save_steps`, which the
 # profile sets to about ten minutes of T4 time (`helpers.resources.checkpoint_steps`): a Colab disconnect then
 # costs at most that. The checkpoints go to `RUN_DIR` — on Google Drive in Colab — and only the newest two are
 # kept (`save_total_limit=2`): each holds the adapter and its optimizer state, tens of MB for the 8B profile.
@@ -196,7 +220,7 @@ args = RewardConfig(
     per_device_train_batch_size=profile.per_device_train_batch_size,
     gradient_accumulation_steps=profile.gradient_accumulation_steps,
     per_device_eval_batch_size=profile.eval_batch_size, gradient_checkpointing=profile.gradient_checkpointing,
-    bf16=dtype.bf16, fp16=dtype.fp16, use_cpu=hardware["device"] == "cpu",
+    bf16=dtype.bf16, fp16=dtype.fp16, use_cpu=hardware["device"] == "cpu", disable_dropout=True,
     eval_strategy="epoch", logging_steps=profile.logging_steps,
     save_strategy="steps", save_steps=save_steps, save_total_limit=2,
     report_to="tensorboard",  # event files under checkpoints/runs/

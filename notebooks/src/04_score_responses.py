@@ -94,8 +94,9 @@ with expect_error(ValueError):
 # %% [markdown]
 # ## The right way
 # Load the **merged** reward model of notebook 03. Nothing may be missing or unexpected: the head is part of
-# the checkpoint. The scorer also sets the dedicated pad token (pad = EOS would make the model read the reward
-# one token too early, before the final `<|eot_id|>`), and reads the normalisation fitted in notebook 03.
+# the checkpoint. The scorer also sets the dedicated pad token (the reward is read at the last token that is not
+# the pad id, so a pad id equal to `<|eot_id|>`, an Instruct tokenizer's EOS, would read it one token early; see
+# notebook 02), and reads the normalisation fitted in notebook 03.
 
 # %%
 scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization)

@@ -12,7 +12,7 @@
 # **You will learn**
 # - the Kahneman–Tversky value function behind KTO, its KL *reference point*, and why unpaired rows are enough;
 # - how KTO differs from the Bradley–Terry reward model of notebook 02;
-# - why every batch must hold both labels and `per_device_train_batch_size` must be > 1, and how to weight an
+# - why `per_device_train_batch_size` must be > 1, why batches should (not must) hold both labels, and how to weight an
 #   imbalanced dataset so that λ_D·n_D / (λ_U·n_U) ∈ [1, 4/3] (KTO paper, Eq. 8);
 # - `BitsAndBytesConfig` 8-bit + `LoraConfig(task_type="CAUSAL_LM")` + `KTOConfig` / `KTOTrainer`, with the base
 #   model (adapters disabled) as the reference;
@@ -83,7 +83,9 @@ print(f"profile {profile.name}: policy {profile.policy_base}, {profile.quantizat
 # the role the *other* answer plays in a pair: a desirable completion gains only if its reward rises above the
 # batch's typical drift, an undesirable one only if it falls below it. Raising every completion at once raises
 # $z_0$ too, and gains nothing. That is also why a batch of **one** row cannot work (its mismatched completion is
-# itself, so $z_0$ equals its own reward) and why every batch should hold **both labels**.
+# itself, so $z_0$ equals its own reward). Labels play no part in $z_0$: a batch of one label still trains, but
+# all its rows push the same way, so batches holding **both labels** give steadier updates (notebook 01 ordered
+# them so; `check_kto_setup` warns, and says why, when some batches do not).
 #
 # **How this differs from notebook 02.** The Bradley–Terry reward model is a separate network (a `score` head)
 # trained on *pairs* with $-\log\sigma(r(x, y_c) - r(x, y_r))$; a policy must then be optimised against it (best-of-n,
@@ -167,7 +169,9 @@ print(type(model).__name__, f"| memory {model.get_memory_footprint() / 2**20:.1f
 # ## LoRA: `task_type="CAUSAL_LM"`
 # In notebook 02 the task was `SEQ_CLS` (train and save the `score` head). Here there is no head to add: the
 # adapter changes how likely the policy makes each token, so the task is `CAUSAL_LM`. `prepare_model_for_kbit_training`
-# freezes the int8 base and casts the norms to fp32. We do **not** wrap the model ourselves: `KTOTrainer` does it from
+# freezes the int8 base and casts every parameter still in 16 bit to fp32 (the embeddings, which this model
+# shares with its output layer, and the norms): on Llama 3.2 3B, 394 M parameters, 0.73 GiB more on the GPU
+# (computed from its shapes, `helpers.resources.count_parameters`). We do **not** wrap the model ourselves: `KTOTrainer` does it from
 # `peft_config`, which matters for the reference model (below).
 
 # %%
@@ -184,7 +188,9 @@ lora_config
 # `beta` is the β above: larger β keeps the policy closer to the reference. The batch size is the profile's
 # `kto_batch_size` — the size `mix_unpaired` ordered the rows for — and must be at least 2. Note the TRL defaults
 # we override: learning rate 1e-6 → the profile's (LoRA needs a larger one), gradient checkpointing on → the
-# profile's, bf16 on → the dtype policy (fp16 on a T4; on CPU bf16 autocast, which needs `use_cpu=True`).
+# profile's, bf16 on → the dtype policy (fp16 on a T4; on CPU bf16 autocast, which needs `use_cpu=True`). Kept and
+# written out: `disable_dropout=True`, which zeroes every dropout once TRL has wrapped the model, LoRA's included
+# (`kto_trainer.py`, `disable_dropout_in_model`), so the profile's `lora_dropout` is 0.
 
 # %%
 from trl import KTOConfig
@@ -196,7 +202,7 @@ args = KTOConfig(
     gradient_accumulation_steps=profile.gradient_accumulation_steps,
     learning_rate=profile.kto_learning_rate, num_train_epochs=profile.kto_epochs, max_steps=MAX_STEPS,
     max_length=profile.max_length, gradient_checkpointing=profile.gradient_checkpointing,
-    bf16=dtype.bf16, fp16=dtype.fp16, use_cpu=hardware["device"] == "cpu",
+    bf16=dtype.bf16, fp16=dtype.fp16, use_cpu=hardware["device"] == "cpu", disable_dropout=True,
     logging_steps=profile.logging_steps, save_strategy="no", report_to="none",
 )
 print(f"beta {args.beta}, weights D {args.desirable_weight} / U {args.undesirable_weight}, batch "
@@ -259,9 +265,10 @@ print(f"{both_in_loader} of {len(per_batch)} training batches hold both labels; 
 
 # %% [markdown]
 # ## Before training: the implicit reward is zero
-# LoRA starts with $B = 0$, so the policy *is* the reference and $r_\theta = \beta \log \pi_\theta/\pi_\text{ref} = 0$
-# for every row, by construction. `implicit_rewards` computes it on the held-out rows with one helper: log-probs of
-# each completion with the adapter on (policy) and off (reference), summed over completion tokens, as KTO does.
+# LoRA starts with $B = 0$, so the policy *is* the reference and $r_\theta = \log \pi_\theta/\pi_\text{ref} = 0$
+# for every row, by construction (and so is $\beta\,r_\theta$, the implicit reward TRL logs). `implicit_rewards`
+# computes $\beta\,r_\theta$ on the held-out rows with one helper: log-probs of each completion with the adapter on
+# (policy) and off (reference), summed over completion tokens, as KTO does.
 
 # %%
 from helpers.kto_train import implicit_rewards
