@@ -8,7 +8,7 @@
 Measured side by side in one run, same items, same batch size, same rewards (checked within 1e-4 in fp32):
 - `score_batch` vs `score` one at a time (target speed-up >= 8x);
 - `score_batch` vs `pipeline("text-classification", function_to_apply="none")` (target: ratio >= 1);
-- the scoring CLI (`python -m helpers.score`, its own rows/s, model loading excluded) vs `score_batch` on the
+- the scoring CLI (`python -m helpers.score_cli`, its own rows/s, model loading excluded) vs `score_batch` on the
   same rows (target: >= 0.9), and the CLI's peak RSS on short inputs of each `--cli-rows` size (target: the
   largest within a few MB of the smallest: the CLI streams).
 Results go to benchmarks/results/score_<device>_<date>.json. A benchmark, not a test: nothing asserts on time.
@@ -126,7 +126,7 @@ def cuda_dtype_drift(model_dir: Path, items, batch_size: int) -> dict:
 
 
 def run_cli(model_dir: Path, rows: list[tuple[str, str]], batch_size: int, tmp: Path) -> dict:
-    """Run `python -m helpers.score` on `rows` in a child process: its rows/s (as it reports) and peak RSS."""
+    """Run `python -m helpers.score_cli` on `rows` in a child process: its rows/s (as it reports) and peak RSS."""
     import re
     import subprocess
     import sys
@@ -138,7 +138,7 @@ def run_cli(model_dir: Path, rows: list[tuple[str, str]], batch_size: int, tmp: 
         for i, (prompt, response) in enumerate(rows):
             f.write(json.dumps({"id": i, "prompt": prompt, "response": response}, ensure_ascii=False) + "\n")
     out.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "helpers.score", "--model", str(model_dir), "--input", str(src),
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.score_cli", "--model", str(model_dir), "--input", str(src),
                              "--output", str(out), "--batch-size", str(batch_size)], env=kit_subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     stdout = proc.stdout.read()

@@ -7,7 +7,7 @@ A reward is the `score` head applied to the hidden state of the last non-pad tok
     scorer.score("什么是人工智能?", "AI is ...")          # one float
     scorer.score_batch([(prompt, response), ...])        # many, in input order
 
-    python -m helpers.score --model DIR --input in.jsonl --output out.jsonl   # a file, resumable
+    python -m helpers.score_cli --model DIR --input in.jsonl --output out.jsonl   # a file, resumable
 """
 
 from __future__ import annotations
@@ -231,10 +231,3 @@ class RewardScorer:
         best = int(np.argmax(rewards))
         return {"index": best, "best": candidates[best], "rewards": rewards.tolist()}
 
-
-if __name__ == "__main__":
-    import sys
-
-    from .score_cli import main
-
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""`python -m helpers.score`: score a JSONL file of (prompt, response) rows with a trained reward model.
+"""`python -m helpers.score_cli`: score a JSONL file of (prompt, response) rows with a trained reward model.
 
-    python -m helpers.score --model runs/x/rm_merged --input in.jsonl --output out.jsonl [--batch-size 16]
+    python -m helpers.score_cli --model runs/x/rm_merged --input in.jsonl --output out.jsonl [--batch-size 16]
 
 Each input line is {"prompt": str | messages, "response": str | messages, ...}. Each output line is
 {"line": n, "id": ..., "reward": r, "reward_normalized": z}; inputs longer than the model's max_length are
@@ -164,7 +164,7 @@ def check_arguments(args) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.score", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers.score_cli", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a merged reward model directory (notebook 03)")
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
@@ -246,3 +246,7 @@ def _score_file(args, out, done: LineSet) -> dict:
             flush()
     counts["truncated"] = scorer.truncated if scorer else 0
     return counts
+
+
+if __name__ == "__main__":
+    sys.exit(main())

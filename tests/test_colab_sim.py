@@ -31,7 +31,7 @@ def run_in(env, code, cwd, *args):
 
 def test_installed_kit_is_hidden_outside_the_kernel(colab_env):
     env, content, _ = colab_env
-    cli = run_in(env, None, content, "-m", "helpers.score", "--help")
+    cli = run_in(env, None, content, "-m", "helpers.score_cli", "--help")
     assert cli.returncode != 0 and "Colab simulation: the kit is not installed" in cli.stderr, cli.stderr
     # the notebook kernel's way: the clone first on sys.path (here the repo stands for the clone)
     clone = run_in(env, f"import sys; sys.path.insert(0, {str(REPO)!r}); import helpers; print(helpers.__file__)",

@@ -70,7 +70,7 @@ def test_sigkill_mid_run_then_reruns_end_with_exactly_the_good_rows(rm_dir, sour
                                                                     capsys):
     """Kill -9 twice while batches are being written; a second writer meanwhile is refused; a rerun finishes."""
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "helpers.score", *_args(rm_dir, source, out, batch=2)]
+    command = [sys.executable, "-m", "helpers.score_cli", *_args(rm_dir, source, out, batch=2)]
     for kill in range(2):
         before = out.stat().st_size if out.exists() else 0
         proc = subprocess.Popen(command, env=kit_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -227,7 +227,7 @@ print(f"{len(rows)} rows -> {scores_dir}/test_scores.jsonl and .csv")
 
 # %% [markdown]
 # ## A whole file, from the command line
-# For files too large for a notebook: `python -m helpers.score` reads JSONL rows `{"prompt", "response"}`,
+# For files too large for a notebook: `python -m helpers.score_cli` reads JSONL rows `{"prompt", "response"}`,
 # shows a progress bar, skips bad lines **by number and reason**, and on a rerun scores only what is missing.
 # It is built for long jobs that get interrupted: it streams the input (memory stays flat however long the file),
 # appends each scored batch to the output and syncs it to disk before the next, so a killed run loses at most one
@@ -242,7 +242,7 @@ lines = [json.dumps({"id": r.get("id") or f"line {r['source_line']}", "prompt": 
                     "response": r["chosen"]}, ensure_ascii=False)
          for r in test.select(range(6))] + ['{"prompt": "no response field"}', "{broken json"]
 (scores_dir / "cli_input.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-cmd = [sys.executable, "-m", "helpers.score", "--model", str(merged_dir),
+cmd = [sys.executable, "-m", "helpers.score_cli", "--model", str(merged_dir),
        "--input", str(scores_dir / "cli_input.jsonl"), "--output", str(scores_dir / "cli_output.jsonl")]
 if score_quantization:
     cmd += ["--quantization", score_quantization]
