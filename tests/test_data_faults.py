@@ -168,7 +168,7 @@ def test_invisible_class_is_unicode_s_non_space_control_and_format_characters():
     import sys
     import unicodedata
 
-    from helpers.data import INVISIBLE
+    from helpers.rows import INVISIBLE
 
     expected = {c for c in range(sys.maxunicode + 1)
                 if unicodedata.category(chr(c)) in ("Cc", "Cf") and not chr(c).isspace()}
