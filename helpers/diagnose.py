@@ -61,3 +61,46 @@ def length_bias(rewards, lengths, chosen, rejected, balanced) -> dict:
         "accuracy_length_balanced": accuracy(balanced), "accuracy_not_length_balanced": accuracy(~balanced),
         "pairs_length_balanced": int(balanced.sum()), "pairs_not_length_balanced": int((~balanced).sum()),
     }
+
+
+def last_token_states(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> np.ndarray:
+    """The decoder's hidden state at the last real token of each conversation: what the `score` head reads."""
+    import torch
+
+    states = []
+    with torch.no_grad():
+        for i in range(0, len(conversations), batch_size):
+            ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False)
+                   for c in conversations[i:i + batch_size]]
+            width = max(len(x) for x in ids)
+            device = next(model.parameters()).device
+            input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids], device=device)
+            mask = (input_ids != tokenizer.pad_token_id).long()
+            hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            states.append(hidden[torch.arange(len(ids)), mask.sum(1) - 1].float().cpu().numpy())
+    return np.concatenate(states)
+
+
+def random_head_spread(h_chosen, h_rejected, n_heads: int = 200, seed: int = 0) -> dict:
+    """Pairwise accuracy of `n_heads` random linear heads on the same hidden states, and why it spreads.
+
+    A head w ranks a pair right when w · (h_chosen − h_rejected) > 0. If the pairs' difference vectors point in
+    one shared direction (the rejected answers differ from the chosen ones in a consistent way: longer, another
+    closing phrase), every head is mostly right or mostly wrong together, depending on its side of that
+    direction: accuracy far from 0.5 either way, not a coin flip per pair.
+
+    Returns:
+        {"accuracies": per head, "mean_cosine_to_mean_difference": how aligned the pairs' differences are}.
+    """
+    diff = np.asarray(h_chosen, float) - np.asarray(h_rejected, float)
+    heads = np.random.default_rng(seed).normal(size=(n_heads, diff.shape[1]))
+    accuracies = ((diff @ heads.T) > 0).mean(axis=0)
+    mean = diff.mean(axis=0)
+    cosine = diff @ mean / (np.linalg.norm(diff, axis=1) * np.linalg.norm(mean) + 1e-12)
+    return {"accuracies": accuracies, "mean_cosine_to_mean_difference": float(cosine.mean())}
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of a set of answers (words): 1.0 = no repetition, near 0 = collapse."""
+    grams = [tuple(words[i:i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0

@@ -82,7 +82,27 @@ def load_as_trained(base_path, adapter_dir, quantization: str | None, dtype: tor
         The `PeftModel`, in eval mode.
     """
     from peft import PeftModel, prepare_model_for_kbit_training
-    from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig
+    from transformers import AutoModelForSequenceClassification
+
+    config = quantization_config(quantization, dtype)
+    require_safetensors(base_path, "base model")
+    require_safetensors(adapter_dir, "adapter")
+    with quiet_transformers():  # the base's report (no score head, an unused lm_head): the adapter brings the head
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base_path, num_labels=1, quantization_config=config, dtype=dtype,
+            device_map=device_map, token=token, use_safetensors=True)
+    model.config.pad_token_id = pad_token_id
+    if quantization:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if quantization:
+        adapter_weights_fp32(model)
+    return with_training_autocast(model, dtype).eval()
+
+
+def quantization_config(quantization: str | None, dtype: torch.dtype):
+    """The `BitsAndBytesConfig` notebook 02 trained with, from the name its metrics record ("8bit", "4bit", None)."""
+    from transformers import BitsAndBytesConfig
 
     configs = {"8bit": BitsAndBytesConfig(load_in_8bit=True), None: None,
                "4bit": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -90,24 +110,17 @@ def load_as_trained(base_path, adapter_dir, quantization: str | None, dtype: tor
     if quantization not in configs:
         raise ValueError(f"quantization={quantization!r} is not '8bit', '4bit' or None; pass the value "
                          "notebook 02 wrote to RUN_DIR/metrics/02_train_reward_model.json.")
-    require_safetensors(base_path, "base model")
-    require_safetensors(adapter_dir, "adapter")
-    with quiet_transformers():  # the base's report (no score head, an unused lm_head): the adapter brings the head
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base_path, num_labels=1, quantization_config=configs[quantization], dtype=dtype,
-            device_map=device_map, token=token, use_safetensors=True)
-    model.config.pad_token_id = pad_token_id
-    if quantization:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
-    if quantization:
-        for name, param in model.named_parameters():
-            if "lora_" in name or "modules_to_save" in name:
-                param.data = param.data.float()
-    return _with_training_autocast(model, dtype).eval()
+    return configs[quantization]
 
 
-def _with_training_autocast(model, dtype: torch.dtype):
+def adapter_weights_fp32(model) -> None:
+    """LoRA and head weights back in fp32, as notebook 02 trained them (PEFT loads them in the base's dtype)."""
+    for name, param in model.named_parameters():
+        if "lora_" in name or "modules_to_save" in name:
+            param.data = param.data.float()
+
+
+def with_training_autocast(model, dtype: torch.dtype):
     """Run `model.forward` under the autocast the trainer used, as accelerate wraps a trained model's forward.
 
     accelerate's `prepare_model` replaces `model.forward` with an autocast version under mixed precision

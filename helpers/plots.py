@@ -97,16 +97,29 @@ def save_figure(fig, run_dir, name: str) -> Path:
     return path
 
 
+CURVE_LABELS = {"loss": "Bradley-Terry loss (nats)", "accuracy": "pairwise accuracy",
+                "margin": "mean r(chosen) - r(rejected)"}
+# what a model that has learned nothing scores: a coin flip (accuracy 0.5, loss -log sigma(0) = log 2), no gap
+CHANCE = {"loss": (float(np.log(2)), "chance: log 2"), "accuracy": (0.5, "chance: 0.5"), "margin": (0.0, "no gap")}
+
+
 def plot_training_curves(curves: dict, keys: tuple[str, ...] = ("loss", "accuracy", "margin")):
-    """Train and eval curves from `helpers.train.split_history`, one panel per metric, against the step."""
+    """Train and eval curves from `helpers.train.split_history`, one panel per metric, against the step.
+
+    Each panel has its y-label and the chance level as a dotted line; an evaluation logged at step 0 (before
+    training) is the curve's first point, so the rise from chance is visible.
+    """
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
-        for mode, style in (("train", "-"), ("eval", "o-")):
+        for mode, style, name in (("train", "-", "train batches"), ("eval", "o-", "held-out")):
             steps, values = curves[mode].get("step", []), curves[mode].get(key, [])
             if values:
-                ax.plot(steps[: len(values)], values, style, label=mode, markersize=4)
+                ax.plot(steps[: len(values)], values, style, label=name, markersize=4)
+        if key in CHANCE:
+            ax.axhline(CHANCE[key][0], color="grey", linestyle=":", label=CHANCE[key][1])
         ax.set_title(key)
         ax.set_xlabel("step")
+        ax.set_ylabel(CURVE_LABELS.get(key, key))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -132,17 +145,25 @@ def plot_reward_histograms(chosen, rejected, bins: int = 25, title: str = "held-
 
 def plot_calibration(table: dict):
     """Reliability diagram: observed preference rate against predicted probability, per bin (from
-    `helpers.diagnose.calibration_table`); the diagonal is perfect calibration."""
+    `helpers.diagnose.calibration_table`), with each bin's count and a Wilson one-standard-error bar; the diagonal
+    is perfect calibration."""
     fig, ax = plt.subplots(figsize=(4.2, 4))
     bins = table["bins"]
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "o-", color="tab:blue",
-            label=f"model (ECE {table['ece']:.3f})")
+    observed, n = np.array([b["observed"] for b in bins]), np.maximum([b["n"] for b in bins], 1)
+    # Wilson score interval at one standard error (z = 1): unlike p ± sqrt(p(1-p)/n) it does not shrink to
+    # nothing in a bin of 2 pairs that happen to agree
+    centre = (observed + 1 / (2 * n)) / (1 + 1 / n)
+    half = np.sqrt(observed * (1 - observed) / n + 1 / (4 * n**2)) / (1 + 1 / n)
+    errors = np.vstack([observed - (centre - half), centre + half - observed])
+    ax.errorbar([b["predicted"] for b in bins], observed, yerr=errors, fmt="o-", color="tab:blue", capsize=3,
+                label=f"model (ECE {table['ece']:.3f}); bars: Wilson, 1 s.e.")
     for b in bins:
-        ax.annotate(str(b["n"]), (b["predicted"], b["observed"]), fontsize=7, xytext=(3, -9),
+        ax.annotate(f"n={b['n']}", (b["predicted"], b["observed"]), fontsize=7, xytext=(4, -10),
                     textcoords="offset points")
     ax.set_xlabel("predicted P(first answer preferred)")
     ax.set_ylabel("observed rate")
+    ax.set_title("calibration on held-out pairs")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8, loc="upper left")
@@ -151,8 +172,8 @@ def plot_calibration(table: dict):
     return fig
 
 
-def plot_length_bias(lengths, rewards):
-    """Reward against response length (tokens), with a least-squares line."""
+def plot_length_bias(lengths, rewards, xlabel: str = "response length (tokens)"):
+    """Reward against response length, with a least-squares line."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     x, y = np.asarray(lengths, float), np.asarray(rewards, float)
     ax.scatter(x, y, s=10, alpha=0.5)
@@ -161,8 +182,68 @@ def plot_length_bias(lengths, rewards):
         xs = np.linspace(x.min(), x.max(), 2)
         ax.plot(xs, slope * xs + intercept, color="tab:red", label=f"slope {slope:.4f} per token")
         ax.legend(fontsize=8)
-    ax.set_xlabel("response length (tokens, with prompt and template)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("reward")
+    ax.set_title("does the reward follow the length?")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_margin_histogram(chosen, rejected, bins: int = 25, title: str = "per-pair margin, held-out pairs"):
+    """Histogram of r(chosen) - r(rejected) per pair: right of 0 the model agrees with the label, left of it not."""
+    margins = np.asarray(chosen, float) - np.asarray(rejected, float)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.hist(margins, bins=bins, color="tab:blue", alpha=0.7)
+    ax.axvline(0, color="black", linestyle="--")
+    wrong = int((margins < 0).sum())
+    ax.set(xlabel="r(chosen) - r(rejected)", ylabel="pairs",
+           title=f"{title}: {wrong} of {len(margins)} left of 0 (ranked wrongly)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_random_heads(accuracies, trained: float | None = None):
+    """Histogram of held-out accuracies of random reward heads, with chance (0.5) and the trained head."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.hist(accuracies, bins=np.linspace(0, 1, 21), color="tab:grey", alpha=0.8, label="random heads")
+    ax.axvline(0.5, color="black", linestyle=":", label="coin flip")
+    if trained is not None:
+        ax.axvline(trained, color="tab:green", linewidth=2, label=f"trained head ({trained:.2f})")
+    ax.set(xlabel="held-out pairwise accuracy", ylabel="heads",
+           title=f"{len(accuracies)} random heads on the same hidden states")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_before_after(before: dict, after: dict, title: str = "before and after training"):
+    """One panel per measure (e.g. RM reward, answer length, distinct-2): its value before and after."""
+    keys = list(before)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        ax.bar(["before", "after"], [before[key], after[key]], color=["tab:grey", "tab:blue"])
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_implicit_rewards(rewards, labels, title: str = "held-out implicit rewards after training"):
+    """Histograms of KTO's implicit reward beta * log(pi / pi_ref) per label; before training all are 0 (one bar)."""
+    rewards, labels = np.asarray(rewards, float), np.asarray(labels, bool)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    edges = np.linspace(rewards.min(), rewards.max(), 26) if np.ptp(rewards) > 0 else 25
+    for label in (True, False):
+        ax.hist(rewards[labels == label], bins=edges, alpha=0.55, color=LABEL_COLOURS[label],
+                label=f"{'desirable' if label else 'undesirable'} (mean {rewards[labels == label].mean():+.2f})")
+    ax.axvline(0, color="black", linestyle=":", label="before training: every row 0")
+    ax.set(xlabel="beta * log(pi_theta / pi_ref)", ylabel="held-out rows", title=title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     plt.close(fig)
     return fig

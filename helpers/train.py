@@ -189,10 +189,14 @@ def trainer_loss_on_batch(trainer, batch: dict) -> torch.Tensor:
     return loss.detach().float()
 
 
-def split_history(log_history: list[dict]) -> dict[str, dict[str, list]]:
-    """Trainer logs as curves: {"train": {"step": [...], "loss": [...]}, "eval": {...}} for plotting."""
+def split_history(log_history: list[dict], before_training: dict | None = None) -> dict[str, dict[str, list]]:
+    """Trainer logs as curves: {"train": {"step": [...], "loss": [...]}, "eval": {...}} for plotting.
+
+    `before_training`: what `trainer.evaluate()` returned before `train()` (which starts a fresh log), drawn as the
+    eval curve's point at step 0.
+    """
     curves: dict[str, dict[str, list]] = {"train": {}, "eval": {}}
-    for entry in log_history:
+    for entry in ([{**before_training, "step": 0}] if before_training else []) + list(log_history):
         mode = "eval" if any(k.startswith("eval_") for k in entry) else "train"
         if mode == "train" and "loss" not in entry:
             continue  # the final summary entry

@@ -257,3 +257,10 @@ def test_split_history_separates_train_and_eval():
     curves = split_history(logs)
     assert curves["train"]["loss"] == [0.7] and curves["eval"]["accuracy"] == [0.7]
     assert curves["eval"]["step"] == [8] and "train_runtime" not in curves["train"]
+
+
+def test_split_history_puts_the_evaluation_before_training_at_step_0():
+    """Trainer.train() starts a fresh log, so the pre-training evaluation is passed in and becomes step 0."""
+    logs = [{"eval_loss": 0.4, "eval_accuracy": 0.8, "step": 8}]
+    curves = split_history(logs, before_training={"eval_loss": 0.69, "eval_accuracy": 0.47, "epoch": 0.0})
+    assert curves["eval"]["step"] == [0, 8] and curves["eval"]["accuracy"] == [0.47, 0.8]

@@ -213,6 +213,31 @@ print(f"READY: profile '{profile.name}' on {hardware['device']} ({dtype.name}); 
       f"metrics -> {run_dir / 'metrics' / '00_setup.json'}")
 
 # %% [markdown]
+# ## Try it
+# Each exercise has a check cell: it says *not attempted yet* while `answer` is `None`, fails with a hint
+# on a wrong answer, and explains a right one. Worked solutions for instructors: `notebooks/solutions.py`.
+#
+# Level 1: in which dtype does the kit train on a free Colab T4? (Reread the dtype policy above, or call
+# `pick_dtype("cuda", compute_capability=(7, 5))`.) Answer with a string such as `"bfloat16"`.
+
+# %%
+from helpers.exercises import check_exercise
+
+answer = None  # e.g. "bfloat16"
+check_exercise("00.1", answer, run_dir, profile)
+
+# %% [markdown]
+# Level 2: how much GPU memory does notebook 02 need for `llama3-8b` on a T4, in GiB? The kit computes it
+# from the model's shapes: `from helpers.resources import estimate_resources`, then
+# `estimate_resources("llama3-8b", "T4")`.
+
+# %%
+from helpers.exercises import check_exercise
+
+answer = None  # a number of GiB
+check_exercise("00.2", answer, run_dir, profile)
+
+# %% [markdown]
 # ## What you have now
 # - `RUN_DIR/models/` (tiny) or the Hugging Face cache (GPU profile): the reward-model base and the policy;
 # - `RUN_DIR/metrics/00_setup.json`: versions, hardware, dtype and model checksums of this run.

@@ -244,17 +244,21 @@ pd.DataFrame(audit["over_max_length_rows"])
 # %% [markdown]
 # ### Try it
 # - *Level 1*: set `try_max_length` to `audit["suggested_max_length"]`. How many training pairs are dropped now?
-# - *Level 2*: find the smallest multiple of 64 that keeps **every** training pair (look at the `max` row above).
+# - *Level 2*: find the smallest multiple of 64 that keeps **every** training pair (look at the `max` row above)
+#   and give it as `answer` in the check cell below: it says *not attempted yet* while `answer` is `None`, fails
+#   with a hint on a wrong value, and explains a right one. (Solutions for instructors: `notebooks/solutions.py`.)
 # - *Level 3*: what does doubling `max_length` cost? Attention memory grows with its square.
-#
-# The check below passes once no more than 1% of the training pairs would be dropped.
 
 # %%
-try_max_length = profile.max_length  # change me
+try_max_length = profile.max_length  # change me (Level 1)
 check = audit_lengths(pair_splits["train"], tokenizer, try_max_length)
-ok = check["over_max_length"] <= 0.01 * check["pairs"]
-print(f"max_length {try_max_length}: {check['over_max_length']} of {check['pairs']} training pairs dropped: "
-      + ("done, at most 1% lost" if ok else "not yet, more than 1% lost; raise try_max_length"))
+print(f"max_length {try_max_length}: {check['over_max_length']} of {check['pairs']} training pairs dropped")
+
+# %%
+from helpers.exercises import check_exercise
+
+answer = None  # Level 2: a multiple of 64
+check_exercise("01.1", answer, run_dir, profile)
 
 # %% [markdown]
 # Token lengths per side and split, with `max_length` as the dashed line. In the kit's pairs the rejected

@@ -172,7 +172,8 @@ print(f"{n_8bit} Linear8bitLt and {n_4bit} Linear4bit layers; "
 # model's shapes, `helpers.resources.count_parameters`). The gain is fp32 activations out of the embeddings and
 # steadier training. LoRA then adds small trainable matrices. `task_type="SEQ_CLS"` is not decoration: it puts the `score` head in
 # `modules_to_save`, so the head is **trained and saved with the adapter**. Without it the head stays random,
-# the adapter file lacks it, and the merged model scores noise (notebook 03 shows this failure).
+# the adapter file lacks it, and the merged model scores with a random head (notebook 03 shows how
+# convincing that can look).
 
 # %%
 from peft import LoraConfig, prepare_model_for_kbit_training
@@ -264,7 +265,8 @@ print(f"trainable values as TRL left them: {stored_before}; now all fp32; head {
 # and compare with what the trainer computes on the same batch.
 
 # %%
-from helpers.train import bradley_terry_loss, trainer_loss_on_batch, training_autocast
+import torch.nn.functional as F
+from helpers.train import trainer_loss_on_batch, training_autocast
 
 batch = next(iter(trainer.get_eval_dataloader()))
 trainer.model.eval()
@@ -272,7 +274,8 @@ with torch.no_grad(), training_autocast(args, trainer.model.device):
     rewards = trainer.model(input_ids=batch["input_ids"].to(trainer.model.device),
                             attention_mask=batch["attention_mask"].to(trainer.model.device)).logits.squeeze(-1)
 r_chosen, r_rejected = rewards.chunk(2)  # kept in the autocast dtype, exactly as the trainer computes
-by_hand, by_trainer = bradley_terry_loss(r_chosen, r_rejected).float(), trainer_loss_on_batch(trainer, batch)
+by_hand = -F.logsigmoid(r_chosen - r_rejected).mean().float()  # the Bradley-Terry loss: the whole of it
+by_trainer = trainer_loss_on_batch(trainer, batch)
 print(f"by hand {by_hand.item():.6f}  trainer {by_trainer.item():.6f}  (untrained: about log 2 = 0.693)")
 assert torch.allclose(by_hand, by_trainer, atol=1e-6), "the trainer's loss should be Bradley-Terry"
 
@@ -290,6 +293,11 @@ from helpers.train import latest_checkpoint, whole_run_loss
 
 resume_from = latest_checkpoint(checkpoint_dir) if RESUME else None
 print(f"resuming from {resume_from}" if resume_from else "training from the start")
+before_training = None
+if not resume_from:  # the curves' first point: the held-out split before any training step (chance level)
+    before_training = trainer.evaluate()
+    print(f"before training: held-out accuracy {before_training['eval_accuracy']:.3f}, "
+          f"loss {before_training['eval_loss']:.3f} (log 2 = 0.693)")
 train_result = trainer.train(resume_from_checkpoint=resume_from)
 head_moved = (head.detach() != head_before_training).float().mean().item()
 assert head_moved > 0.5, f"only {head_moved:.0%} of the head's entries changed: the updates were lost"
@@ -309,14 +317,15 @@ if in_colab():
 
 # %% [markdown]
 # ## Did it learn?
-# Curves first: the training loss falls from log 2 ≈ 0.69 (a coin flip), and on the held-out split accuracy
-# rises above 0.5 and the margin `r_chosen − r_rejected` grows.
+# Curves first, each with its chance level dotted: the loss starts near log 2 ≈ 0.69 (a coin flip) and falls; on
+# the held-out split, accuracy starts near 0.5 (the point at step 0, before any training) and rises, and the
+# margin `r_chosen − r_rejected` grows from about 0.
 
 # %%
 from helpers.plots import plot_training_curves, save_figure
 from helpers.train import split_history
 
-curves = split_history(trainer.state.log_history)
+curves = split_history(trainer.state.log_history, before_training)
 fig = plot_training_curves(curves, keys=("loss", "accuracy", "margin"))
 save_figure(fig, run_dir, "02_training_curves")
 fig
@@ -435,14 +444,27 @@ save_metrics(run_dir, "02_train_reward_model", metrics)
 
 # %% [markdown]
 # ## Try it
-# Level 1: set `QUANTIZATION = "4bit"` and compare accuracy and runtime. Level 2: set
-# `MAX_STEPS = 10`, run, then `RESUME = True` and watch it continue from the checkpoint. Level 3: add a
-# `margin` column (e.g. from a rating gap) to the training data: TRL then minimises
-# `-log σ(r_c − r_r − margin)`. The self-check below tells you whether your model still beats chance.
+# Level 1: what probability does the Bradley–Terry model give the chosen answer when its reward is 1.0 above the
+# rejected one? Level 2: how many held-out pairs did *this* run's model rank the wrong way (from the numbers
+# above)? Each has a check cell: *not attempted yet* while `answer` is `None`, a hint on a wrong answer.
+# Solutions for instructors: `notebooks/solutions.py`.
+#
+# To explore (no check): set `QUANTIZATION = "4bit"` and compare accuracy and the time per step. Resume: set
+# `MAX_STEPS = 8` and run; then set `RESUME = True` **and** `MAX_STEPS = 16` and run again: training continues from
+# step 8 (with `MAX_STEPS` unchanged the resumed run is already finished and trains nothing). Add a `margin` column
+# (e.g. from a rating gap, notebook 01's `MARGIN`): TRL then minimises `-log σ(r_c − r_r − margin)`.
 
 # %%
-assert eval_accuracy > 0.5, f"held-out accuracy {eval_accuracy:.2f} is no better than chance: check the data and lr"
-print(f"self-check passed: {eval_accuracy:.0%} of held-out pairs ranked correctly")
+from helpers.exercises import check_exercise
+
+answer = None  # Level 1: a probability
+check_exercise("02.1", answer, run_dir, profile)
+
+# %%
+from helpers.exercises import check_exercise
+
+answer = None  # Level 2: a number of pairs
+check_exercise("02.2", answer, run_dir, profile)
 
 # %% [markdown]
 # ## What you have now

@@ -65,7 +65,7 @@ print(f"{len(test)} held-out pairs; scoring with quantization={score_quantizatio
 
 # %%
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
-from helpers.score import pairwise_accuracy, score_pairs
+from helpers.score import pairwise_accuracy, score_pairs, spearman
 from helpers.train import prepare_reward_tokenizer
 
 base_path = profile.model_path("rm_base", run_dir)
@@ -80,7 +80,10 @@ print("missing keys:", info["missing_keys"])
 print(f"accuracy with a random head: {pairwise_accuracy(wrong_scores['chosen'], wrong_scores['rejected']):.2f}")
 
 # %% [markdown]
-# About a coin flip, as it must be. `RewardScorer.from_pretrained` refuses such a model outright:
+# Whatever this number is, it is not this model's: the head was drawn at random a moment ago. Do not expect 0.5
+# either: notebook 03 showed random heads on these hidden states landing anywhere from about 0.1 to 0.9, because
+# the chosen and rejected answers differ in a consistent direction. `RewardScorer.from_pretrained` refuses such
+# a model outright:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -102,6 +105,32 @@ with expect_error(ValueError):
 scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization)
 assert not scorer.loading_info["missing_keys"] and not scorer.loading_info["unexpected_keys"], scorer.loading_info
 print(scorer.loading_info, f"| normalisation mean {scorer.mean:.3f} std {scorer.std:.3f}")
+
+# %% [markdown]
+# ### What `RewardScorer` does, in one forward pass
+# Before letting a class hide it: a reward is the `score` head applied to the decoder's hidden state at the
+# **last real token** of the chat-templated conversation. In a batch, shorter rows are padded on the right, so
+# "last real token" is the last position whose attention mask is 1. Here is that, by hand, for the chosen and
+# the rejected answer of one held-out pair, next to what the scorer returns:
+
+# %%
+import torch
+
+model, tok = scorer.model, scorer.tokenizer
+pair = test[0]
+ids = [tok.apply_chat_template(pair["prompt"] + pair[side], tokenize=True, return_dict=False)
+       for side in ("chosen", "rejected")]
+width = max(len(x) for x in ids)
+input_ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids], device=model.device)
+attention = (input_ids != tok.pad_token_id).long()
+with torch.no_grad():
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention).last_hidden_state  # [2, width, h]
+    last = attention.sum(dim=1) - 1  # the last real token of each row
+    by_hand = model.score(hidden[torch.arange(2), last]).float().squeeze(-1).cpu().numpy()
+by_scorer = scorer.score_batch([(pair["prompt"], pair["chosen"]), (pair["prompt"], pair["rejected"])])
+print(f"lengths {[len(x) for x in ids]}, read at positions {last.tolist()}")
+print(f"by hand {by_hand.round(4)}  RewardScorer {by_scorer.round(4)}")
+assert abs(by_hand - by_scorer).max() <= 1e-3 * max(1.0, abs(by_scorer).max())
 
 # %% [markdown]
 # ### One response
@@ -140,11 +169,16 @@ chosen, rejected = batched[0::2], batched[1::2]
 test_accuracy = pairwise_accuracy(chosen, rejected)
 print(f"held-out pairwise accuracy {test_accuracy:.3f} on {len(test)} pairs (chance: 0.5)")
 
-# %%
-from helpers.plots import plot_reward_histograms, save_figure
+# %% [markdown]
+# Accuracy counts wins; the margin shows how sure each win or loss is. Each bar below is a number of held-out
+# pairs with that gap `r(chosen) − r(rejected)`: the pairs left of 0 are the model's mistakes, and a mistake by a
+# wide gap is worth reading (exercise 04.1 asks for the worst one).
 
-fig = plot_reward_histograms(chosen, rejected, title="held-out rewards, merged model")
-save_figure(fig, run_dir, "04_reward_histograms")
+# %%
+from helpers.plots import plot_margin_histogram, save_figure
+
+fig = plot_margin_histogram(chosen, rejected, title="merged model")
+save_figure(fig, run_dir, "04_margin_histogram")
 fig
 
 # %% [markdown]
@@ -169,12 +203,17 @@ fig
 # *length-balanced* when its chosen answer is not longer than the rejected one: on those pairs, length cannot
 # explain a correct choice. The kit's data marks them (`length_balanced`); for a file without that column the
 # cell below computes it from the token counts. Compare accuracy there with the rest, and correlate reward with
-# length over every response.
+# length over every response. Length here is the **response's** own tokens: prompt and template are the same
+# for both answers of a pair and would only blur the picture.
 
 # %%
 from helpers.diagnose import length_bias
 
-lengths = [len(scorer.tokens(p, a)) for p, a in items]
+def response_tokens(answer) -> int:
+    text = answer if isinstance(answer, str) else answer[-1]["content"]
+    return len(scorer.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+lengths = [response_tokens(a) for _, a in items]
 if "length_balanced" in test.column_names:
     balanced, balanced_source = test["length_balanced"], "the data's length_balanced column"
 else:
@@ -202,6 +241,33 @@ candidates = [row["chosen"], row["rejected"], test[len(test) // 2]["chosen"]]
 best = scorer.best_of_n(row["prompt"], candidates)
 for i, (c, r) in enumerate(zip(candidates, best["rewards"])):
     print(f"{'*' if i == best['index'] else ' '} {r:+.3f}  {c[-1]['content'][:90]!r}")
+
+# %% [markdown]
+# Look at which answer won. If the off-topic answer scored highest, the reward model has just picked an answer to
+# a *different question*. That is not a bug in the code: it is what a Bradley–Terry reward model learns. It was
+# only ever shown two answers **to the same prompt** and asked which is better, so nothing in its training ever
+# penalised an answer for ignoring the prompt. Whatever makes an answer look good in general (here: confident,
+# well-formed, not rambling) can earn a high reward regardless of the question. How much does this model read
+# the prompt at all? Score every held-out answer under its own prompt and under another prompt, and compare:
+
+# %%
+other = test[len(test) // 2]
+print(f"the off-topic answer: {scorer.score(other['prompt'], other['chosen']):+.3f} under its own prompt, "
+      f"{best['rewards'][2]:+.3f} under this one")
+shuffled = [test[(i + 1) % len(test)]["prompt"] for i in range(len(test))]  # every answer under another prompt
+own = scorer.score_batch([(r["prompt"], r["chosen"]) for r in test], batch_size=BATCH_SIZE)
+foreign = scorer.score_batch([(p, r["chosen"]) for p, r in zip(shuffled, test)], batch_size=BATCH_SIZE)
+prompt_sensitivity = {"spearman_own_vs_other_prompt": spearman(own, foreign),
+                      "mean_drop_under_other_prompt": float((own - foreign).mean())}
+print(f"chosen answers, own prompt vs another prompt: rank correlation "
+      f"{prompt_sensitivity['spearman_own_vs_other_prompt']:.2f}, mean reward drop "
+      f"{prompt_sensitivity['mean_drop_under_other_prompt']:+.3f}")
+
+# %% [markdown]
+# A rank correlation near 1 with a small drop means the reward is mostly a property of the answer alone: the
+# model barely checks that the answer fits the question. Best-of-n, or a policy trained against such a model,
+# will exploit that. The fixes are in the data (pairs whose rejected side is a fluent answer to another prompt) or
+# in a second check of relevance, not in the scoring code.
 
 # %% [markdown]
 # ## Export the scores
@@ -276,29 +342,36 @@ metrics = {
     "test_accuracy": test_accuracy, "test_pairs": len(test), "batch_vs_single_max_abs_diff": batch_vs_single,
     "calibration_ece": calibration["ece"], **bias, "truncated_inputs": scorer.truncated,
     "random_head_accuracy": pairwise_accuracy(wrong_scores["chosen"], wrong_scores["rejected"]),
-    "cli_returncode": result.returncode, "score_quantization": score_quantization,
+    "cli_returncode": result.returncode, "score_quantization": score_quantization, **prompt_sensitivity,
 }
 save_metrics(run_dir, "04_score_responses", metrics)
 {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
 
 # %% [markdown]
 # ## Try it
-# Level 1: write two answers of your own to `prompt` — one helpful, one rude — and `compare` them.
-# Level 2: make the rude answer three times longer: does the reward follow the content or the length?
-# Level 3: run the CLI on `RUN_DIR/scores/cli_input.jsonl` after adding a line with an empty response, and check
-# that it is reported and the rerun scores only the new good lines. The self-check compares your two answers.
+# Level 1: which held-out pair does this reward model get most wrong? Give its `id` (the most negative
+# `reward_chosen - reward_rejected` in `RUN_DIR/scores/test_scores.jsonl`), then read both answers: what might
+# the model have latched onto? The check cell says *not attempted yet* while `answer` is `None`.
+# Level 2 (explore): write two answers of your own to `prompt`, one helpful, one rude, and `compare` them; then
+# make the rude one three times longer: does the reward follow the content or the length?
+# Level 3 (explore): add a line with an empty response to `RUN_DIR/scores/cli_input.jsonl`, rerun the CLI and check
+# that it is reported by line and that the rerun scores only what is new. Solutions: `notebooks/solutions.py`.
+
+# %%
+from helpers.exercises import check_exercise
+
+answer = None  # Level 1: an id, e.g. "everyday-008"
+check_exercise("04.1", answer, run_dir, profile)
 
 # %%
 mine_good = "Here is a clear, correct answer, with the key steps explained."
 mine_rude = "Figure it out yourself, this is a stupid question."
-p_mine = scorer.compare(prompt, mine_good, mine_rude)
-print(f"P(your good answer beats your rude one) = {p_mine:.2f}")
-assert 0.0 <= p_mine <= 1.0
+print(f"P(your good answer beats your rude one) = {scorer.compare(prompt, mine_good, mine_rude):.2f}")
 
 # %% [markdown]
 # ## What you have now
 # - `RUN_DIR/scores/test_scores.jsonl` and `.csv`: every held-out pair with both rewards and P(chosen);
-# - `RUN_DIR/figures/04_reward_histograms.png`, `04_calibration.png`, `04_length_bias.png`;
+# - `RUN_DIR/figures/04_margin_histogram.png`, `04_calibration.png`, `04_length_bias.png`;
 # - `RUN_DIR/metrics/04_score_responses.json`: accuracy, batch-vs-single difference, ECE, length bias.
 #
 # ## Next

@@ -318,6 +318,17 @@ print(f"{len(test)} held-out rows ({sum(test['label'])} desirable): log-likeliho
 print(f"implicit-reward margin β·Δ = {implicit_margin:.3f} (β × {margin_after - margin_before:.2f})")
 
 # %% [markdown]
+# The same per row: the implicit reward β·log(π/π_ref) of every held-out completion, by label. Before training every
+# row sits at 0 (the dotted line); after, desirable rows should lie to the right of undesirable ones.
+
+# %%
+from helpers.plots import plot_implicit_rewards
+
+fig = plot_implicit_rewards(held_out["rewards"], test["label"])
+save_figure(fig, run_dir, "05_implicit_rewards")
+fig
+
+# %% [markdown]
 # The same implicit-reward margin per source: rows derived from the pairs, and the natively unpaired rows (other
 # prompts, another mix of labels). Both should be positive if what was learned is not tied to one kind of row.
 
@@ -378,8 +389,39 @@ print(f"{len(prompts)} prompts: mean reward {rm_before.mean():.3f} before -> {rm
       f"({rm_after.mean() - rm_before.mean():+.3f}); RM prefers after in {rm_win_rate:.0%}")
 
 # %% [markdown]
-# Read these numbers with care: a judge trained on the same kind of data can be fooled in the same way (for example
-# by length — notebook 04 measured this reward model's length bias), and a few prompts give a noisy win rate.
+# Read these numbers with care, and read the answers. A rising reward is only good news if the answers got
+# better. Three measures of the answers themselves, before and after: their length, how varied they are across
+# prompts (distinct-2: distinct word pairs over all word pairs; near 0 means every prompt gets the same words),
+# and how many prompts got an answer some other prompt also got, word for word:
+
+# %%
+from collections import Counter
+from helpers.diagnose import distinct_n
+from helpers.plots import plot_before_after
+
+def answer_stats(answers, rewards):
+    repeated = sum(n for n in Counter(answers).values() if n > 1)
+    return {"RM reward (mean)": float(np.mean(rewards)),
+            "answer length (words)": float(np.mean([len(a.split()) for a in answers])),
+            "distinct-2": distinct_n(answers, 2), "prompts sharing an answer": repeated}
+
+stats_before, stats_after = answer_stats(before, rm_before), answer_stats(after, rm_after)
+for key in stats_before:
+    print(f"{key:27} {stats_before[key]:8.3f} -> {stats_after[key]:8.3f}")
+print("most common answers after:", Counter(after).most_common(2))
+fig = plot_before_after(stats_before, stats_after, title="policy answers judged by the reward model")
+save_figure(fig, run_dir, "05_before_after")
+fig
+
+# %% [markdown]
+# On `tiny` this is the central danger of RLHF in miniature: **over-optimisation**. If the reward went up while
+# distinct-2 fell and many prompts now share one answer, the policy found one degenerate reply (on `tiny`, a loop
+# of "How do" and "user") that this reward model happens to score highly, and gives it to most prompts. KTO never saw the reward model; a likely reason
+# they agree is that both learned from the same data, so the surface features KTO copied from the "desirable"
+# answers are the ones the reward model rewards. A reward model is a proxy, valid near the data it was trained on: push a policy far enough
+# and the proxy and the goal part ways (Gao et al., 2023, *Scaling Laws for Reward Model Overoptimization*).
+# The knobs against it: a larger `beta` (KTO's loss keeps the policy closer to the reference), fewer steps, and
+# always judging with something the policy was not trained towards, plus reading the answers.
 
 # %%
 from helpers import save_metrics
@@ -394,29 +436,33 @@ metrics = {
     "train_batches": len(per_batch), "beta": args.beta, "train_loss": train_result.metrics["train_loss"],
     "train_runtime_s": train_result.metrics["train_runtime"], "quantization": profile.quantization,
     "dtype": dtype.name, "seconds": round(time.perf_counter() - start, 1),
+    "answers_before": stats_before, "answers_after": stats_after,
 }
 save_metrics(run_dir, "05_kto_unpaired", metrics)
 {k: metrics[k] for k in ("margin_before", "margin_after", "rm_reward_before", "rm_reward_after", "rm_win_rate")}
 
 # %% [markdown]
 # ## Try it
-# Level 1: set `desirable_weight=1.0, undesirable_weight=1.0` in the `KTOConfig` cell: `check_kto_setup` stops you
-# and prints the weights to use — why? Level 2: set `beta=2 * profile.kto_beta` and compare the held-out margin
-# gain and the KL curve. Level 3: train on `train.sort("label")` (all undesirable rows first): see what
-# `check_kto_setup` says, then skip it and find the log lines without `rewards/rejected` or `rewards/chosen`. The
-# self-check below tells you whether your policy still learned the labels on held-out rows.
+# Level 1: with `undesirable_weight=1.0`, which `desirable_weight` puts λ_D·n_D / (λ_U·n_U) inside the KTO
+# paper's band [1, 4/3] for this run's training rows? (`check_kto_setup` stops a run outside it.) The check cell
+# says *not attempted yet* while `answer` is `None`; solutions for instructors: `notebooks/solutions.py`.
+# Level 2 (explore): set `beta=2 * profile.kto_beta` and compare the held-out margin gain and the KL curve.
+# Level 3 (explore): train on `train.sort("label")` (all undesirable rows first): `check_kto_setup` warns and says
+# why; train anyway and find the log lines without `rewards/chosen` or `rewards/rejected`.
 
 # %%
-assert margin_after > margin_before, (f"held-out margin did not improve ({margin_before:.2f} -> {margin_after:.2f}): "
-                                      "check beta, the learning rate and the weights")
-print(f"self-check passed: held-out log-likelihood margin {margin_after - margin_before:+.2f} nats over "
-      f"{len(test)} rows")
+from helpers.exercises import check_exercise
+
+answer = None  # Level 1: a weight
+check_exercise("05.1", answer, run_dir, profile)
 
 # %% [markdown]
 # ## What you have now
 # - `RUN_DIR/kto_adapter/`: the policy's LoRA adapter and tokenizer (load with
 #   `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy_path, use_safetensors=True), adapter_dir)`);
 # - `RUN_DIR/figures/05_kto_curves.png`: rewards/chosen, rewards/rejected, margins and KL over training;
+#   `05_implicit_rewards.png` (held-out implicit rewards by label) and `05_before_after.png` (the policy's
+#   answers before and after: RM reward, length, distinct-2, repeated answers);
 # - `RUN_DIR/metrics/05_kto_unpaired.json`: held-out margins before and after, RM rewards before and after, win rate,
 #   class weights and the batch check.
 #
