@@ -263,7 +263,7 @@ class DtypeChoice:
 
 
 def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | None = None) -> DtypeChoice:
-    """Choose the training dtype from the hardware, as PITFALLS.md explains.
+    """Choose the training dtype from the hardware (notebook 00, "Hardware and dtype", explains the policy).
 
     CUDA with compute capability >= 8.0 (A100, L4, H100) -> bf16. 7.x (T4, V100) -> fp16: their bf16
     is emulated, even though `torch.cuda.is_bf16_supported()` may say True. CPU -> bf16 autocast, the

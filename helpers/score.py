@@ -52,7 +52,7 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], batch
     """Rewards of whole conversations (each a message list), in input order.
 
     Batches are right-padded with the tokenizer's pad token; the model finds the last non-pad token
-    from `model.config.pad_token_id`, so that id must be a real pad token (not EOS, see PITFALLS.md).
+    from `model.config.pad_token_id`, so that id must be a real pad token (not EOS: notebook 02, "pad token").
     """
     if model.config.pad_token_id is None:
         raise ValueError("model.config.pad_token_id is not set: set it to tokenizer.pad_token_id so the reward is "
