@@ -19,7 +19,8 @@ from test_score import rm_dir  # noqa: F401  (the module-scoped reward-model fol
 import helpers.score_cli as cli
 from helpers.env import kit_subprocess_env
 
-N_GOOD = 240
+N_GOOD = 160
+KILLS = 1  # kill/rerun cycles in the SIGKILL test: each one costs a process start (seconds); raise it to soak
 BAD = {5: "{cut", 77: json.dumps({"prompt": "Hi"}), 150: json.dumps({"prompt": "Hi", "response": ""})}
 
 
@@ -68,10 +69,10 @@ def _args(rm_dir, source, out, batch=16):  # noqa: F811
 
 def test_sigkill_mid_run_then_reruns_end_with_exactly_the_good_rows(rm_dir, source, reference, tmp_path,  # noqa: F811
                                                                     capsys):
-    """Kill -9 twice while batches are being written; a second writer meanwhile is refused; a rerun finishes."""
+    """Kill -9 while batches are being written; a second writer meanwhile is refused; the rerun finishes."""
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "helpers.score_cli", *_args(rm_dir, source, out, batch=2)]
-    for kill in range(2):
+    for kill in range(KILLS):
         before = out.stat().st_size if out.exists() else 0
         proc = subprocess.Popen(command, env=kit_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120

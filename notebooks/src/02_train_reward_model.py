@@ -37,7 +37,7 @@ RESUME = False  # True: continue from the newest checkpoint in RUN_DIR/rm_adapte
 QUANTIZATION = "profile"  # "profile" (8bit), "8bit", "4bit" (QLoRA) or "none" (full-precision base)
 MAX_STEPS = -1  # > 0: stop after this many optimizer steps (quick smoke runs)
 DTYPE = "auto"  # "auto" (from the hardware), or force "fp16" (a T4's policy, also on CPU) or "bf16"
-STORAGE_STEPS = 8  # steps of the bf16-vs-fp32 experiment; 0: skip it
+STORAGE_STEPS = 4  # steps of the bf16-vs-fp32 experiment; 0: skip it
 
 # %%
 import time
