@@ -59,8 +59,8 @@ def colab_course(tmp_path_factory):
 
 
 
-FOREIGN_PARAMETERS = {"01": {"UNPAIRED_PATH": None}, "02": {"MAX_STEPS": 12, "STORAGE_STEPS": 0}, "03": {}, "04": {},
-                      "05": {"MAX_STEPS": 2, "N_EVAL_PROMPTS": 4}}
+FOREIGN_PARAMETERS = {"01": {"UNPAIRED_PATH": None}, "02": {"MAX_STEPS": 8, "STORAGE_STEPS": 0}, "03": {}, "04": {},
+                      "05": {"MAX_STEPS": 4, "N_EVAL_PROMPTS": 4}}
 
 
 @pytest.fixture(scope="session")

@@ -125,12 +125,13 @@ def test_error_demonstrations_showed_their_error(course_run):
 
 # nbval compares only `# NBVAL_CHECK_OUTPUT` cells; in 02 and 05 they all come before training, so the re-execution
 # trains briefly (the full-length run and its metrics are the Colab simulation's): 02 four steps (evaluated at
-# their end) without the storage experiment, 05 two steps and four prompts to judge. 00 starts from a copy of the
-# Colab run's tiny models and keeps them once their weights match the recorded checksums (building twice with one
-# seed is test_tiny.py's check). This keeps the suite, install included, under 10 minutes on 2 cores.
+# their end) without the storage experiment, 05 four steps (one log line) and four prompts to judge. 00 starts
+# from a copy of the Colab run's tiny models and keeps them once their weights match the recorded checksums
+# (building twice with one seed is test_tiny.py's check). This keeps the suite, install included, under 10 minutes
+# on 2 cores.
 NBVAL_PARAMETERS = {"00_setup": {"REUSE_MODELS": True},
                     "02_train_reward_model": {"MAX_STEPS": 4, "STORAGE_STEPS": 0},
-                    "05_kto_unpaired": {"MAX_STEPS": 2, "N_EVAL_PROMPTS": 4}}
+                    "05_kto_unpaired": {"MAX_STEPS": 4, "N_EVAL_PROMPTS": 4}}
 
 
 def _with_parameters(executed: Path, out_dir: Path) -> Path:

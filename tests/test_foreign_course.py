@@ -1,7 +1,7 @@
 """Notebooks 01-05 on a learner's own file: the kit's pairs in the PKU-SafeRLHF layout, no kit metadata, bad rows.
 
 The run is conftest.py's `foreign_course`: it reuses the tiny models notebook 00 built in the suite's Colab course
-run and trains briefly (02: 12 steps, no storage experiment; 05: 2 steps, 4 prompts judged) to keep the suite
+run and trains briefly (02: 8 steps, no storage experiment; 05: 4 steps, 4 prompts judged) to keep the suite
 under 10 minutes. The
 checks: every notebook completes on such a file, the counts add up, and the reward model still learns.
 """

@@ -267,14 +267,16 @@ print(f"{both_in_loader} of {len(per_batch)} training batches hold both labels; 
 # ## Before training: the implicit reward is zero
 # LoRA starts with $B = 0$, so the policy *is* the reference and $r_\theta = \log \pi_\theta/\pi_\text{ref} = 0$
 # for every row, by construction (and so is $\beta\,r_\theta$, the implicit reward TRL logs). `implicit_rewards`
-# computes $\beta\,r_\theta$ on the held-out rows with one helper: log-probs of each completion with the adapter on
-# (policy) and off (reference), summed over completion tokens, as KTO does.
+# computes $\beta\,r_\theta$ with one helper: log-probs of each completion with the adapter on (policy) and off
+# (reference), summed over completion tokens, as KTO does. On the first 32 held-out rows (zero is zero; all of them
+# are scored after training):
 
 # %%
 from helpers.kto_train import implicit_rewards
 
-held_out_before = implicit_rewards(trainer.model, tokenizer, test, beta=args.beta, max_length=args.max_length)
-print(f"{len(test)} held-out rows: max |implicit reward| before training = "
+sample = test.select(range(min(32, len(test))))
+held_out_before = implicit_rewards(trainer.model, tokenizer, sample, beta=args.beta, max_length=args.max_length)
+print(f"{len(sample)} held-out rows: max |implicit reward| before training = "
       f"{abs(held_out_before['rewards']).max():.1e}")
 
 # %% [markdown]
