@@ -160,6 +160,12 @@ def check_arguments(args) -> str | None:
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         return (f"--model {args.model}: not a reward model (architectures {architectures}); give notebook 03's "
                 "rm_merged, not a base or policy model")
+    from .env import KitError, require_safetensors
+
+    try:
+        require_safetensors(model, "reward model")
+    except KitError as err:
+        return f"--model {err}"
     return None
 
 

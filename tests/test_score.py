@@ -137,6 +137,7 @@ def test_cli_fails_only_when_nothing_can_be_scored(rm_dir, tmp_path):
     ("model_missing", r"--model .*no_model: no such folder"),
     ("model_empty", r"--model .*empty_model: not a merged reward model \(no config\.json\)"),
     ("output_folder_not_writable", r"--output: cannot write in .*a_file"),
+    ("model_pickle_only", r"--model .*model: the reward model weights are only PyTorch pickle files"),
 ])
 def test_cli_checks_every_argument_before_loading_the_model(tmp_path, capsys, monkeypatch, case, match):
     import helpers.score as score_module
@@ -165,6 +166,8 @@ def test_cli_checks_every_argument_before_loading_the_model(tmp_path, capsys, mo
     elif case == "model_empty":
         (tmp_path / "empty_model").mkdir()
         args["--model"] = str(tmp_path / "empty_model")
+    elif case == "model_pickle_only":
+        (model / "pytorch_model.bin").write_bytes(b"not unpickled")
     else:  # a folder that cannot be created (a file is in the way): unwritable even for root
         (tmp_path / "a_file").write_text("x")
         args["--output"] = str(tmp_path / "a_file" / "out.jsonl")
