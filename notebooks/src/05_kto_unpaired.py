@@ -417,8 +417,9 @@ fig
 
 # %% [markdown]
 # On `tiny` this is the central danger of RLHF in miniature: **over-optimisation**. If the reward went up while
-# distinct-2 fell and many prompts now share one answer, the policy found one degenerate reply (on `tiny`, a loop
-# of "How do" and "user") that this reward model happens to score highly, and gives it to most prompts. KTO never saw the reward model; a likely reason
+# distinct-2 fell, the answers grew more alike, whatever the prompt: the policy found a degenerate style (on
+# `tiny`, loops of "How do" and "user") that this reward model happens to score highly. Read the answers printed
+# above before trusting any reward number. KTO never saw the reward model; a likely reason
 # they agree is that both learned from the same data, so the surface features KTO copied from the "desirable"
 # answers are the ones the reward model rewards. A reward model is a proxy, valid near the data it was trained on: push a policy far enough
 # and the proxy and the goal part ways (Gao et al., 2023, *Scaling Laws for Reward Model Overoptimization*).
