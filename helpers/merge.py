@@ -38,9 +38,9 @@ MODEL_FILES = ("config.json", "model.safetensors|model.safetensors.index.json", 
 REQUIRED_FILES = (*MODEL_FILES, MANIFEST, "llamafactory/config.json", f"llamafactory/{VALUE_HEAD_FILE}")
 # Allowed max |score difference| between two copies of one reward model (merged vs base + adapter, an export vs
 # the merged model), relative to the rewards' scale: max |reward| of the reference, at least 1. fp32 differs
-# by summation order only (measured: 7e-6 on rewards up to ~5); a 16-bit merge rounds every weight once more:
-# bf16 keeps 8 significant bits (eps 7.8e-3), fp16 11 (eps 9.8e-4), and the error of many rounded layers adds up
-# to a few eps.
+# by summation order only (measured: 2e-6 to 7e-6 on the tiny course's rewards); a 16-bit merge rounds every
+# weight once more: bf16 keeps 8 significant bits (eps 7.8e-3), fp16 11 (eps 9.8e-4), and the error of many
+# rounded layers adds up to a few eps.
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 
