@@ -27,28 +27,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from helpers.env import KIT_ROOT, quiet_warnings, versions
 from helpers.score import RewardScorer
-from helpers.tiny import build_tiny_model
-from helpers.train import prepare_reward_tokenizer
+from helpers.tiny import build_tiny_model, save_random_head_reward_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_SPEEDUP = 8.0
 
 
 def _reward_model_dir(root: Path) -> Path:
-    """A tiny LLaMA-3-style reward model directory (warm-up weights, a fixed random head)."""
-    base = root / "base"
-    build_tiny_model("llama3", base, seed=0, warmup_steps=0)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, use_safetensors=True)
-    tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(base))  # the dedicated pad, as notebook 03
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(root / "rm")
-    tokenizer.save_pretrained(root / "rm")
-    return root / "rm"
+    """A tiny LLaMA-3-style reward model directory (untrained base, a fixed random head)."""
+    build_tiny_model("llama3", root / "base", seed=0, warmup_steps=0)
+    return save_random_head_reward_model(root / "base", root / "rm", seed=0)
 
 
 def _items(n_pairs: int) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .score import pairwise_accuracy, spearman
+from .score import pad_batch, pairwise_accuracy, spearman
 
 
 def calibration_table(chosen, rejected, n_bins: int = 10, seed: int = 0) -> dict:
@@ -67,15 +67,12 @@ def last_token_states(model, tokenizer, conversations: list[list[dict]], batch_s
     """The decoder's hidden state at the last real token of each conversation: what the `score` head reads."""
     import torch
 
-    states = []
+    states, device = [], next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(conversations), batch_size):
             ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False)
                    for c in conversations[i:i + batch_size]]
-            width = max(len(x) for x in ids)
-            device = next(model.parameters()).device
-            input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids], device=device)
-            mask = (input_ids != tokenizer.pad_token_id).long()
+            input_ids, mask = (t.to(device) for t in pad_batch(ids, tokenizer.pad_token_id))
             hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             states.append(hidden[torch.arange(len(ids)), mask.sum(1) - 1].float().cpu().numpy())
     return np.concatenate(states)

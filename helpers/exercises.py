@@ -26,7 +26,8 @@ def _metrics(run_dir, notebook: str) -> dict:
     return json.loads((Path(run_dir) / "metrics" / f"{notebook}.json").read_text())
 
 
-def _jsonl(path) -> list[dict]:
+def read_jsonl(path) -> list[dict]:
+    """The rows of a JSON-lines file the kit wrote (RUN_DIR/data, RUN_DIR/scores)."""
     return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
@@ -58,7 +59,7 @@ def smallest_max_length(answer, run_dir, profile) -> str:
     from .train import prepare_reward_tokenizer
 
     tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(profile.model_path("rm_base", run_dir)))
-    train = Dataset.from_list(_jsonl(Path(run_dir) / "data" / "train.jsonl"))
+    train = Dataset.from_list(read_jsonl(Path(run_dir) / "data" / "train.jsonl"))
     if not isinstance(answer, int) or answer % 64:
         raise ExerciseNotDone(f"{answer!r} is not a multiple of 64 (GPU kernels like such sizes).")
     dropped = audit_lengths(train, tokenizer, answer)["over_max_length"]
@@ -96,7 +97,7 @@ def normalised_zero(answer, run_dir, profile) -> str:
 
 
 def worst_pair(answer, run_dir, profile) -> str:
-    rows = _jsonl(Path(run_dir) / "scores" / "test_scores.jsonl")
+    rows = read_jsonl(Path(run_dir) / "scores" / "test_scores.jsonl")
     worst = min(rows, key=lambda r: r["reward_chosen"] - r["reward_rejected"])
     if answer != worst["id"]:
         raise ExerciseNotDone(f"{answer!r} is not it: in RUN_DIR/scores/test_scores.jsonl find the pair with the "
@@ -108,7 +109,7 @@ def worst_pair(answer, run_dir, profile) -> str:
 def kto_weight(answer, run_dir, profile) -> str:
     from .kto import WEIGHT_BAND
 
-    labels = [bool(r["label"]) for r in _jsonl(Path(run_dir) / "data" / "unpaired_train.jsonl")]
+    labels = [bool(r["label"]) for r in read_jsonl(Path(run_dir) / "data" / "unpaired_train.jsonl")]
     n_d, n_u = sum(labels), len(labels) - sum(labels)
     ratio = answer * n_d / n_u if isinstance(answer, int | float) else float("nan")
     if not WEIGHT_BAND[0] <= ratio <= WEIGHT_BAND[1]:

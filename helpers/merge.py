@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .env import KitError, pick_dtype, quiet_transformers, require_safetensors
-from .score import spearman
+from .score import pad_batch, spearman
 
 MANIFEST = "reward_head.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -306,9 +306,7 @@ def llamafactory_scores(export_dir, tokenizer, conversations: list[list[dict]], 
     rewards = []
     for start in range(0, len(ids), batch_size):
         chunk = ids[start:start + batch_size]
-        width = max(map(len, chunk))
-        input_ids = torch.tensor([seq + [tokenizer.pad_token_id] * (width - len(seq)) for seq in chunk])
-        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in chunk])
+        input_ids, mask = pad_batch(chunk, tokenizer.pad_token_id)
         out = model(input_ids.to(model.device), attention_mask=mask.to(model.device),
                     output_hidden_states=True, logits_to_keep=1)
         last = out.hidden_states[-1][torch.arange(len(chunk)), mask.sum(-1) - 1]  # right padding

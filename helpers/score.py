@@ -32,16 +32,23 @@ def render_ids(tokenizer, prompt: list[dict], response: list[dict]) -> list[int]
     return tokenizer.apply_chat_template(prompt + response, tokenize=True, return_dict=False)
 
 
-@torch.no_grad()
-def _forward(model, pad_id: int, batch: list[list[int]], padding_side: str = "right") -> np.ndarray:
-    """Rewards of a batch of token-id lists, padded on `padding_side` with `pad_id`."""
-    device = next(model.parameters()).device
+def pad_batch(batch: list[list[int]], pad_id: int, padding_side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token-id lists padded to one width with `pad_id`; with right padding the last
+    real token of row i sits at `attention_mask[i].sum() - 1`."""
     width = max(len(ids) for ids in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention = torch.zeros_like(input_ids)
     for row, ids in enumerate(batch):
         cols = slice(0, len(ids)) if padding_side == "right" else slice(width - len(ids), width)
         input_ids[row, cols], attention[row, cols] = torch.tensor(ids), 1
+    return input_ids, attention
+
+
+@torch.no_grad()
+def _forward(model, pad_id: int, batch: list[list[int]], padding_side: str = "right") -> np.ndarray:
+    """Rewards of a batch of token-id lists, padded on `padding_side` with `pad_id`."""
+    device = next(model.parameters()).device
+    input_ids, attention = pad_batch(batch, pad_id, padding_side)
     with _autocast(model, device):
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
     return logits.float().squeeze(-1).cpu().numpy()

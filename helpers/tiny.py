@@ -170,6 +170,23 @@ def build_tiny_model(style: str, out_dir: str | Path, seed: int = 0, warmup_step
     return manifest
 
 
+def save_random_head_reward_model(base_path, out_dir, seed: int = 0) -> Path:
+    """A reward-model folder from a tiny base: a `score` head drawn with `seed`, the dedicated pad token, the chat
+    template, laid out as notebook 03 saves one. For scoring tests and benchmarks, where what the head learned does
+    not matter but everything about how it is read does."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .train import prepare_reward_tokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1, use_safetensors=True)
+    tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(base_path))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)
+
+
 def reusable_tiny_model(out_dir: str | Path, style: str, seed: int, warmup_steps: int) -> dict | None:
     """The manifest of a tiny model already in `out_dir` built with these settings and intact, else None.
 

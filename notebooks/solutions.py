@@ -14,9 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-
-def _jsonl(path) -> list[dict]:
-    return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+from helpers.exercises import read_jsonl
 
 
 def solve_00_1(run_dir, profile):
@@ -43,7 +41,7 @@ def solve_01_1(run_dir, profile):
     from helpers.train import prepare_reward_tokenizer
 
     tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(profile.model_path("rm_base", run_dir)))
-    train = Dataset.from_list(_jsonl(Path(run_dir) / "data" / "train.jsonl"))
+    train = Dataset.from_list(read_jsonl(Path(run_dir) / "data" / "train.jsonl"))
     lengths = audit_lengths(train, tokenizer, 10**9)["lengths"]
     longest = max(*lengths["chosen_tokens"], *lengths["rejected_tokens"])
     return math.ceil(longest / 64) * 64
@@ -70,7 +68,7 @@ def solve_03_1(run_dir, profile):
 def solve_04_1(run_dir, profile):
     """`min(rows, key=lambda r: r["reward_chosen"] - r["reward_rejected"])["id"]` over
     RUN_DIR/scores/test_scores.jsonl (or the `scores` table notebook 04 shows)."""
-    rows = _jsonl(Path(run_dir) / "scores" / "test_scores.jsonl")
+    rows = read_jsonl(Path(run_dir) / "scores" / "test_scores.jsonl")
     return min(rows, key=lambda r: r["reward_chosen"] - r["reward_rejected"])["id"]
 
 
@@ -79,7 +77,7 @@ def solve_05_1(run_dir, profile):
     paper's band [1, 4/3]; any weight with lambda_D n_D / n_U in the band is right."""
     from helpers.kto import kto_class_weights
 
-    labels = [bool(r["label"]) for r in _jsonl(Path(run_dir) / "data" / "unpaired_train.jsonl")]
+    labels = [bool(r["label"]) for r in read_jsonl(Path(run_dir) / "data" / "unpaired_train.jsonl")]
     n_d, n_u = sum(labels), len(labels) - sum(labels)
     w_d, w_u = kto_class_weights(n_d, n_u)
     return w_d / w_u

@@ -4,11 +4,11 @@ import re
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from helpers.score import RewardScorer, mean_margin, pairwise_accuracy, spearman
 from helpers.score_cli import main as score_cli
-from helpers.train import prepare_reward_tokenizer
+from helpers.tiny import save_random_head_reward_model
 
 PROMPT = "什么是人工智能?"
 ANSWERS = ["人工智能是让计算机完成通常需要人类智能的任务的技术。", "I don't know.",
@@ -19,13 +19,7 @@ ANSWERS = ["人工智能是让计算机完成通常需要人类智能的任务�
 @pytest.fixture(scope="module")
 def rm_dir(tiny_rm_base, tmp_path_factory):
     """A reward-model directory with a saved (random but fixed) head, as notebook 03 writes one."""
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_rm_base, num_labels=1)
-    tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(tiny_rm_base))
-    model.config.pad_token_id = tokenizer.pad_token_id
-    path = tmp_path_factory.mktemp("rm") / "rm_merged"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    path = save_random_head_reward_model(tiny_rm_base, tmp_path_factory.mktemp("rm") / "rm_merged", seed=0)
     (path / "reward_head.json").write_text(json.dumps({"normalization": {"mean": 0.5, "std": 2.0}}))
     return path
 
