@@ -287,18 +287,34 @@ def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | 
                        f"GPU compute capability {major}.{minor} < 8.0: fp16 (bf16 is emulated)")
 
 
-def dtype_policy(name: str = "auto") -> DtypeChoice:
+def cpu_bf16_is_fast() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 or AMX); AVX2-only CPUs emulate it, far slower than fp32.
+
+    Measured on a 2-core AVX2 machine (torch 2.13): a 512 x 512 matmul takes 2.5 ms in fp32 and 220 ms in bf16.
+    """
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
+
+
+def dtype_policy(name: str = "auto", cpu_fp32_when_bf16_is_slow: bool = False) -> DtypeChoice:
     """`pick_dtype()` for "auto", or the policy a learner forces: "fp16" (a T4's) or "bf16".
 
     Forcing "fp16" on a CPU builds the trainer exactly as on a T4 (`fp16=True`, fp16 weights); accelerate
     enables fp16 autocast only on GPUs, so the CPU computes in fp32 but the set-up checks still apply.
+    With `cpu_fp32_when_bf16_is_slow`, "auto" on a CPU without native bf16 (`cpu_bf16_is_fast`) gives fp32:
+    notebook 06's RL loop generates token by token, and emulated bf16 made each GRPO step 4x slower.
     """
     import torch
 
     choices = {"fp16": DtypeChoice(torch.float16, False, True, "forced: fp16 (a T4's policy)"),
                "bf16": DtypeChoice(torch.bfloat16, True, False, "forced: bf16")}
     if name == "auto":
-        return pick_dtype()
+        choice = pick_dtype()
+        if cpu_fp32_when_bf16_is_slow and choice.bf16 and not torch.cuda.is_available() and not cpu_bf16_is_fast():
+            return DtypeChoice(torch.float32, False, False, f"CPU without native bf16 "
+                               f"({torch.backends.cpu.get_cpu_capability()}): fp32, bf16 would be emulated")
+        return choice
     if name not in choices:
         raise ValueError(f"DTYPE={name!r} is not one of 'auto', 'fp16', 'bf16'.")
     return choices[name]

@@ -119,6 +119,31 @@ def kto_weight(answer, run_dir, profile) -> str:
     return f"ratio {ratio:.3f} for n_D={n_d}, n_U={n_u}: inside the paper's band"
 
 
+def grpo_advantage(answer, run_dir, profile) -> str:
+    from .rl import group_advantages
+
+    rewards = _metrics(run_dir, "06_rl_with_reward_model")["rm_before_per_prompt"][:4]
+    right = float(group_advantages(rewards, 4)[0])
+    if not isinstance(answer, int | float) or abs(answer - right) > 1e-3:
+        raise ExerciseNotDone(f"{answer!r} is not it: subtract the mean of the four rewards from the first, then "
+                              "divide by their standard deviation (torch's default: n - 1 in the denominator) + 1e-4.")
+    return (f"A_1 = ({rewards[0]:.3f} - mean) / (std + 1e-4) = {right:+.3f}: the first answer is pushed "
+            f"{'up' if right > 0 else 'down'} by how it compares with its group, whatever the rewards' scale")
+
+
+def length_knob(answer, run_dir, profile) -> str:
+    knobs = [k for k in _metrics(run_dir, "06_rl_with_reward_model")["knobs"] if k["knob"] == "length_penalty"]
+    if not knobs:
+        raise ExerciseNotDone("This run has no length-penalty knob run: keep {'length_penalty': 0.1} in KNOB_RUNS "
+                              "and run notebook 06 again.")
+    right = knobs[0]["delta_words"]
+    if not isinstance(answer, int | float) or abs(answer - right) > 0.05:
+        raise ExerciseNotDone(f"{answer!r} is not it: in the knob lines find length_penalty's Δwords (penalised run "
+                              "minus the main run at the same step), or compute it from `effects`.")
+    return (f"{right:+.1f} words with a penalty of {knobs[0]['value']} per word; was it bought with RM reward "
+            "(ΔRM) or with the judges' scores?")
+
+
 EXERCISES = {
     "00.1": ("the dtype the kit trains in on a free Colab T4", t4_dtype),
     "00.2": ("notebook 02's computed peak GPU memory on a T4 for llama3-8b, in GiB", t4_train_memory),
@@ -128,6 +153,8 @@ EXERCISES = {
     "03.1": ("the normalised value of a raw reward of 0 for this run's model", normalised_zero),
     "04.1": ("the id of the held-out pair the reward model gets most wrong", worst_pair),
     "05.1": ("a desirable_weight (undesirable_weight 1) inside the KTO paper's band for this run's data", kto_weight),
+    "06.1": ("GRPO's advantage of the first of four held-out answers treated as one group", grpo_advantage),
+    "06.2": ("how many words the length penalty changed the held-out answers by", length_knob),
 }
 
 

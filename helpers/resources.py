@@ -260,6 +260,38 @@ def _nb05(pr, hw: dict, s: dict, drive: dict) -> dict:
                     {"hf_cache_policy": policy["safetensors_gb"] + policy["tokenizer_gb"]})
 
 
+def _nb06(pr, hw: dict, s: dict, drive: dict) -> dict:
+    """GRPO: the 8-bit policy trains while the reward model stays loaded to score (in 8 bit below a 40 GB card).
+
+    Every sequence at grpo_max_prompt_length + grpo_max_completion_length tokens; generation holds a 16-bit KV
+    cache for the generation batch (grpo_batch_size x grpo_steps_per_generation sequences); the judge is a head on
+    the policy's own reference (no third model); the reference log-probs run the same policy, adapter off.
+    """
+    p, cfg, rm_q = s["policy"], s["policy_cfg"], "8bit" if hw["scores_in_8bit"] else None
+    rm = {"reward_model_resident": sum(_weights(s["rm"], rm_q, prepared=False).values())}
+    length = pr.grpo_max_prompt_length + pr.grpo_max_completion_length
+    tokens, sequences = pr.grpo_batch_size * length, pr.grpo_batch_size * pr.grpo_steps_per_generation
+    head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
+    kv = sequences * length * p["layers"] * 2 * cfg["num_key_value_heads"] * head_dim * 2
+    policy = {"cuda_context": _a("cuda_context_gib"), **_weights(p, pr.quantization, bool(pr.quantization))}
+    vram = {f"GRPO training step, {tokens} tokens": _train_vram(p, cfg, tokens, pr.quantization,
+                                                                pr.gradient_checkpointing, p["lora"], fused_head=True)
+            | rm,
+            f"generation, {sequences} x {length} tokens": policy | rm | {
+                "kv_cache_16bit": kv / GiB, "trainable_fp32_with_adamw": p["lora"] * 16 / GiB,
+                "last_position_logits_fp32": sequences * cfg["vocab_size"] * 4 / GiB},
+            f"scoring {sequences} x {length} tokens": policy | rm | {
+                "rm_forward_temporaries": _infer_vram(s["rm"], s["rm_cfg"], sequences * length, rm_q,
+                                                      False)["forward_temporaries"]}}
+    drive.update({"rl_adapter_fp32": p["lora"] * 4 / GB, "06_outputs": _a("outputs_gb")})
+    policy_files = _model(pr.policy_base)
+    disk = s["disk"] | {"hf_cache_rm_base": s["rm_cache"], "merged_rm_16bit": s["merged_gb"],
+                        "hf_cache_policy": policy_files["safetensors_gb"] + policy_files["tokenizer_gb"]}
+    ram = {"shard-by-shard merge on CPU": _ram(pr.rm_base, s["rm"]), "loading the policy": _ram(pr.policy_base),
+           "loading the merged RM": _ram(pr.rm_base)}
+    return _notebook(vram, ram, disk, drive)
+
+
 def _no_weights(pr, hw: dict, s: dict, drive: dict, name: str) -> dict:
     """00 reads configs and tokenizers (no weights), 01 the tokenizer, and writes the data."""
     drive.update({"data_jsonl": 3 * KIT_PAIRS.stat().st_size / GB} if name == "01" else {})
@@ -300,7 +332,8 @@ def estimate_resources(profile="llama3-8b", hardware="T4") -> dict[str, dict]:
     drive: dict[str, float] = {}
     return {"00_setup": _no_weights(pr, hw, s, drive, "00"), "01_prepare_data": _no_weights(pr, hw, s, drive, "01"),
             "02_train_reward_model": _nb02(pr, hw, s, drive), "03_merge_value_head": _nb03(pr, hw, s, drive),
-            "04_score_responses": _scoring(pr, hw, s, drive, "04"), "05_kto_unpaired": _nb05(pr, hw, s, drive)}
+            "04_score_responses": _scoring(pr, hw, s, drive, "04"), "05_kto_unpaired": _nb05(pr, hw, s, drive),
+            "06_rl_with_reward_model": _nb06(pr, hw, s, drive)}
 
 
 def fits(estimate: dict, hardware="T4", margin: float = 0.9) -> list[str]:

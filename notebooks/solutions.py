@@ -17,6 +17,10 @@ from pathlib import Path
 from helpers.exercises import read_jsonl
 
 
+def _metrics(run_dir, notebook: str) -> dict:
+    return json.loads((Path(run_dir) / "metrics" / f"{notebook}.json").read_text())
+
+
 def solve_00_1(run_dir, profile):
     """`pick_dtype("cuda", compute_capability=(7, 5))`: a T4 has no native bf16, so fp16 (with fp32 master weights
     for what trains: LoRA and the head)."""
@@ -83,8 +87,22 @@ def solve_05_1(run_dir, profile):
     return w_d / w_u
 
 
+def solve_06_1(run_dir, profile):
+    """(r_1 - mean) / (std + 1e-4) over the first four held-out rewards before training, std with n - 1 (torch's)."""
+    import numpy as np
+
+    rewards = np.array(_metrics(run_dir, "06_rl_with_reward_model")["rm_before_per_prompt"][:4])
+    return float((rewards[0] - rewards.mean()) / (rewards.std(ddof=1) + 1e-4))
+
+
+def solve_06_2(run_dir, profile):
+    """The length-penalty run's mean words minus the main run's at the same step: its Δwords in the knob lines."""
+    metrics = _metrics(run_dir, "06_rl_with_reward_model")
+    return next(k["delta_words"] for k in metrics["knobs"] if k["knob"] == "length_penalty")
+
+
 SOLUTIONS = {"00.1": solve_00_1, "00.2": solve_00_2, "01.1": solve_01_1, "02.1": solve_02_1, "02.2": solve_02_2,
-             "03.1": solve_03_1, "04.1": solve_04_1, "05.1": solve_05_1}
+             "03.1": solve_03_1, "04.1": solve_04_1, "05.1": solve_05_1, "06.1": solve_06_1, "06.2": solve_06_2}
 
 if __name__ == "__main__":
     from helpers.profiles import get_profile

@@ -88,10 +88,23 @@ def check_05_kto_unpaired(m):
     assert m["rm_win_rate"] > 0.5 and m["rm_reward_after"] != m["rm_reward_before"]
 
 
+def check_06_rl_with_reward_model(m):
+    assert m["grpo_vs_scorer_max_abs_diff"] <= 1e-4  # TRL's _calculate_rewards reads the reward RewardScorer reads
+    assert m["steps"] == 32 and m["beta"] > 0 and m["kl_final"] > 0  # the KL term is on and the policy moved
+    assert m["rm_reward_after"] > m["rm_reward_before"] + 1.0  # GRPO raised the trained-against reward
+    assert m["judge_accuracy_unseen"] >= 0.65 and m["judge_pairs"] == 79  # the second RM beats chance on unseen pairs
+    for key in ("heldout_judge_before", "heldout_judge_after", "overlap_before", "overlap_after"):
+        assert math.isfinite(m[key])
+    assert sorted(int(s) for s in m["by_step"]) == [0, 8, 16, 24, 32] and m["eval_prompts"] == 16
+    knobs = {k["knob"]: k for k in m["knobs"]}
+    assert set(knobs) == {"beta", "length_penalty"} and m["knob_steps"] == 16
+    assert knobs["beta"]["delta_kl"] < 0 and knobs["length_penalty"]["delta_words"] < 0  # each knob moved its target
+
+
 CHECKS = {"00_setup": check_00_setup, "01_prepare_data": check_01_prepare_data,
           "02_train_reward_model": check_02_train_reward_model, "03_merge_value_head": check_03_merge_value_head,
           "04_score_responses": check_04_score_responses,
-          "05_kto_unpaired": check_05_kto_unpaired}
+          "05_kto_unpaired": check_05_kto_unpaired, "06_rl_with_reward_model": check_06_rl_with_reward_model}
 
 
 @pytest.fixture(scope="session")
@@ -125,13 +138,15 @@ def test_error_demonstrations_showed_their_error(course_run):
 
 # nbval compares only `# NBVAL_CHECK_OUTPUT` cells; in 02 and 05 they all come before training, so the re-execution
 # trains briefly (the full-length run and its metrics are the Colab simulation's): 02 four steps (evaluated at
-# their end) without the storage experiment, 05 four steps (one log line) and four prompts to judge. 00 starts
+# their end) without the storage experiment, 05 four steps (one log line) and four prompts to judge, 06 four GRPO
+# steps (one generation) without the knob runs. 00 starts
 # from a copy of the Colab run's tiny models and keeps them once their weights match the recorded checksums
 # (building twice with one seed is test_tiny.py's check). This keeps the suite, install included, under 10 minutes
 # on 2 cores.
 NBVAL_PARAMETERS = {"00_setup": {"REUSE_MODELS": True},
                     "02_train_reward_model": {"MAX_STEPS": 4, "STORAGE_STEPS": 0},
-                    "05_kto_unpaired": {"MAX_STEPS": 4, "N_EVAL_PROMPTS": 4}}
+                    "05_kto_unpaired": {"MAX_STEPS": 4, "N_EVAL_PROMPTS": 4},
+                    "06_rl_with_reward_model": {"MAX_STEPS": 4, "KNOB_RUNS": []}}
 
 
 def _with_parameters(executed: Path, out_dir: Path) -> Path:

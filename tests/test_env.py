@@ -170,3 +170,19 @@ def test_quiet_warnings_drops_known_noise_and_nothing_else(caplog):
         warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", UserWarning, stacklevel=1)
         warnings.warn("a real problem", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["a real problem"]
+
+
+def test_notebook_06_takes_fp32_on_a_cpu_whose_bf16_is_emulated(monkeypatch):
+    """Only notebook 06 asks (cpu_fp32_when_bf16_is_slow): AVX2-only CPUs emulate bf16, far slower than fp32."""
+    import torch
+
+    from helpers import env
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert env.dtype_policy("auto").bf16  # the course's CPU policy is unchanged
+    slow = env.dtype_policy("auto", cpu_fp32_when_bf16_is_slow=True)
+    assert slow.dtype == torch.float32 and not slow.bf16 and "AVX2" in slow.reason
+    assert env.dtype_policy("bf16", cpu_fp32_when_bf16_is_slow=True).bf16  # a forced choice is kept
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert env.dtype_policy("auto", cpu_fp32_when_bf16_is_slow=True).bf16

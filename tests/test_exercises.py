@@ -20,7 +20,7 @@ sys.path.insert(0, str(KIT_ROOT / "notebooks"))
 from solutions import SOLUTIONS  # noqa: E402
 
 WRONG = {"00.1": "bfloat16", "00.2": 8.0, "01.1": 640, "02.1": 0.5, "02.2": 0, "03.1": 0.0,
-         "04.1": "everyday-008", "05.1": 1.0}
+         "04.1": "everyday-008", "05.1": 1.0, "06.1": 0.0, "06.2": 0.0}
 
 
 def _check_cell(exercise_id: str) -> str:
@@ -42,7 +42,7 @@ def _run(cell: str, answer, run_dir) -> str:
 
 def test_every_exercise_has_a_solution_a_wrong_answer_and_one_check_cell():
     assert set(EXERCISES) == set(SOLUTIONS) == set(WRONG)
-    assert {e.split(".")[0] for e in EXERCISES} == {f"0{i}" for i in range(6)}  # every notebook, 00 included
+    assert {e.split(".")[0] for e in EXERCISES} == {f"0{i}" for i in range(7)}  # every notebook, 00 included
 
 
 @pytest.mark.parametrize("exercise_id", sorted(EXERCISES))

@@ -10,7 +10,7 @@ from helpers.env import KIT_ROOT
 from helpers.profiles import get_profile
 
 NOTEBOOKS = ["00_setup", "01_prepare_data", "02_train_reward_model", "03_merge_value_head", "04_score_responses",
-             "05_kto_unpaired"]
+             "05_kto_unpaired", "06_rl_with_reward_model"]
 LLAMA3_70B = {  # meta-llama/Meta-Llama-3-70B config.json; 30 shards of ~4.7 GB
     "config": {"hidden_size": 8192, "num_hidden_layers": 80, "intermediate_size": 28672, "num_attention_heads": 64,
                "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False},
@@ -120,3 +120,12 @@ def test_the_docs_and_the_readme_show_what_the_model_computes():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.stale(module.compute()) == [], "run: python benchmarks/resource_model.py"
+
+
+def test_grpo_fits_a_t4_with_two_completions_per_step_not_four(t4):
+    """Notebook 06 keeps the 8B reward model in 8-bit beside the 8-bit policy: the profile's 2 completions per step
+    fit; 4 do not, and the message names the training step."""
+    assert t4["06_rl_with_reward_model"]["peak_phase"]["vram_gib"].startswith("GRPO training step")
+    assert resources.fits(t4["06_rl_with_reward_model"]) == []
+    wider = resources.estimate_resources(get_profile("llama3-8b", grpo_batch_size=4), "T4")["06_rl_with_reward_model"]
+    assert resources.fits(wider) and "GRPO training step" in resources.fits(wider)[0]

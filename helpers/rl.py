@@ -1,0 +1,286 @@
+"""Online RL against the reward model (notebook 06): a held-out judge, a length penalty, evaluation during training.
+
+`GRPOConfig`, `GRPOTrainer` and the reward read by hand stay in the notebook. Here: the prompts, a second reward
+model the policy never sees (`train_judge`), a length penalty written as a GRPO reward function, a callback that
+scores greedy answers to held-out prompts every few steps, GRPO's group-relative advantage, and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def unique_prompts(path) -> list[list[dict]]:
+    """The distinct conversational prompts of a pairs file (RUN_DIR/data/train.jsonl), in first-seen order."""
+    seen, prompts = set(), []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            prompt = json.loads(line)["prompt"]
+            key = json.dumps(prompt, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                prompts.append(prompt)
+    return prompts
+
+
+def held_out_set(path, n: int) -> tuple[list[list[dict]], list[str]]:
+    """The first `n` distinct prompts of a pairs file and, for each, the human-preferred (chosen) answer's text."""
+    seen, prompts, references = set(), [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        row = json.loads(line) if line.strip() else None
+        if row and json.dumps(row["prompt"], sort_keys=True) not in seen and len(prompts) < n:
+            seen.add(json.dumps(row["prompt"], sort_keys=True))
+            prompts.append(row["prompt"])
+            references.append(row["chosen"][-1]["content"])
+    return prompts, references
+
+
+def word_f1(answer: str, reference: str) -> float:
+    """Word-overlap F1 between an answer and a reference answer (lower-cased words, counted with repeats)."""
+    a, r = answer.lower().split(), reference.lower().split()
+    common = sum(min(a.count(w), r.count(w)) for w in set(a))
+    return 0.0 if common == 0 else 2 * common / (len(a) + len(r))
+
+
+def group_advantages(rewards, num_generations: int) -> np.ndarray:
+    """GRPO's advantage, as TRL 1.16 computes it with `scale_rewards="group"` (grpo_trainer.py:2763-2787).
+
+    Each prompt's `num_generations` completions form a group: advantage = (reward - group mean) / (group std + 1e-4),
+    the std being torch's default (unbiased, n - 1). No value network: the group is the baseline.
+    """
+    r = np.asarray(rewards, dtype=np.float64).reshape(-1, num_generations)
+    mean, std = r.mean(axis=1, keepdims=True), r.std(axis=1, ddof=1, keepdims=True)
+    return ((r - mean) / (std + 1e-4)).reshape(-1)
+
+
+def reference_states(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> np.ndarray:
+    """Last-token hidden states of the model's decoder with every LoRA adapter switched off: the reference's.
+
+    Works on the plain model and after a trainer has wrapped it in LoRA (the layers are changed in place), so a
+    judge built on the policy's reference keeps reading the frozen base while the adapter trains.
+    """
+    import torch
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from .score import pad_batch
+
+    lora_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer) and not m.disable_adapters]
+    decoder, device = model.get_decoder(), next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    states, was_training = [], model.training
+    model.eval()
+    try:
+        for layer in lora_layers:
+            layer.enable_adapters(False)
+        with torch.no_grad():
+            for i in range(0, len(conversations), batch_size):
+                ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False)
+                       for c in conversations[i:i + batch_size]]
+                input_ids, mask = (t.to(device) for t in pad_batch(ids, pad_id))
+                hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                states.append(hidden[torch.arange(len(ids)), mask.sum(1) - 1].float().cpu().numpy())
+    finally:
+        for layer in lora_layers:
+            layer.enable_adapters(True)
+        model.train(was_training)
+    return np.concatenate(states)
+
+
+class LinearJudge:
+    """A second reward model: a Bradley–Terry linear head on the reference policy's last-token states.
+
+    Trained on pairs the policy's reward model never saw, and reading the frozen reference (not the adapter being
+    trained), it is a judge the policy is not optimised against.
+    """
+
+    def __init__(self, model, tokenizer, weights: np.ndarray, trained_on: int):
+        self.model, self.tokenizer, self.weights, self.trained_on = model, tokenizer, weights, trained_on
+
+    def score(self, prompts: list[list[dict]], responses: list[str]) -> np.ndarray:
+        conversations = [p + [{"role": "assistant", "content": r}] for p, r in zip(prompts, responses, strict=True)]
+        return reference_states(self.model, self.tokenizer, conversations) @ self.weights
+
+    def accuracy(self, pairs: list[dict]) -> float:
+        """Pairwise accuracy on rows with prompt/chosen/rejected (conversational)."""
+        prompts = [row["prompt"] for row in pairs]
+        chosen = self.score(prompts, [row["chosen"][-1]["content"] for row in pairs])
+        rejected = self.score(prompts, [row["rejected"][-1]["content"] for row in pairs])
+        return float(np.mean(chosen > rejected))
+
+
+def train_judge(model, tokenizer, pairs: list[dict], l2: float = 1e-4) -> LinearJudge:
+    """Fit the judge's head w by Bradley–Terry on `pairs`: minimise -log σ(w·(h_chosen - h_rejected)) + l2·|w|².
+
+    Args:
+        model: the policy (its reference: LoRA layers are switched off while reading it; see `reference_states`).
+        tokenizer: the policy's, with its chat template.
+        pairs: conversational rows (prompt, chosen, rejected), none of them in the reward model's training.
+    """
+    import torch
+
+    if len(pairs) < 10:
+        raise ValueError(f"train_judge needs at least 10 pairs to fit a head, got {len(pairs)}.")
+    h_chosen = reference_states(model, tokenizer, [row["prompt"] + row["chosen"] for row in pairs])
+    h_rejected = reference_states(model, tokenizer, [row["prompt"] + row["rejected"] for row in pairs])
+    diff = torch.tensor(h_chosen - h_rejected, dtype=torch.float64)
+    w = torch.zeros(diff.shape[1], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = -torch.nn.functional.logsigmoid(diff @ w).mean() + l2 * (w @ w)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return LinearJudge(model, tokenizer, w.detach().numpy().astype(np.float32), trained_on=len(pairs))
+
+
+def length_penalty(per_word: float):
+    """A GRPO reward function: -per_word x the completion's number of words (added to the reward model's reward)."""
+    def length_penalty(completions, **kwargs) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [-per_word * len(text.split()) for text in texts]
+
+    return length_penalty
+
+
+def evaluate_answers(model, tokenizer, prompts, references, scorer, judge, max_new_tokens: int) -> dict:
+    """Greedy answers to `prompts` from the model as it is now, and three verdicts on them.
+
+    rm: the reward model (the one trained against); judge: the second reward model; overlap: word F1 against the
+    human-preferred answer (`references`), a judge with no model at all. Also words and distinct-2.
+    """
+    from .diagnose import distinct_n
+    from .kto_train import generate_responses
+
+    answers = generate_responses(model, tokenizer, prompts, max_new_tokens, batch_size=len(prompts), progress=False)
+    rm = scorer.score_batch(list(zip(prompts, answers, strict=True)))
+    judged = judge.score(prompts, answers)
+    return {"answers": answers, "rm": [float(x) for x in rm], "judge": [float(x) for x in judged],
+            "overlap": [word_f1(a, r) for a, r in zip(answers, references, strict=True)],
+            "words": float(np.mean([len(a.split()) for a in answers])), "distinct_2": distinct_n(answers, 2)}
+
+
+def make_eval_callback(tokenizer, prompts, references, scorer, judge, max_new_tokens: int, every: int, before: dict,
+                       also_at: tuple[int, ...] = ()):
+    """A `TrainerCallback` that runs `evaluate_answers` every `every` steps, at the last step and at `also_at`.
+
+    `.evaluations` = {step: result}, starting with {0: before}.
+    """
+    from transformers import TrainerCallback
+
+    class HeldOutEval(TrainerCallback):
+        def __init__(self):
+            self.evaluations = {0: before}
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % every == 0 or state.global_step in (state.max_steps, *also_at):
+                self.evaluations[state.global_step] = evaluate_answers(model, tokenizer, prompts, references, scorer,
+                                                                       judge, max_new_tokens)
+
+    return HeldOutEval()
+
+
+EXPECTED = {"beta": ("kl", "a larger β should end nearer the reference"),
+            "length_penalty": ("words", "a length penalty should shorten the answers")}
+
+
+def knob_effects(baseline: dict, runs: list[dict]) -> list[dict]:
+    """What each knob run changed against the main run at the same step, and whether it moved what it should.
+
+    Args:
+        baseline: {"kl", "rm", "judge", "words", ...} of the main run at the knob runs' step count.
+        runs: the same keys plus "knob", e.g. {"beta": 0.4} or {"length_penalty": 0.1}, one knob each.
+
+    Returns:
+        One dict per run: knob, the deltas (kl, rm, judge, words), moved_as_expected, and a printable line.
+    """
+    rows = []
+    for run in runs:
+        (name, value), = run["knob"].items()
+        delta = {k: float(np.mean(run[k]) - np.mean(baseline[k])) for k in ("kl", "rm", "judge", "overlap", "words")}
+        target, why = EXPECTED[name]
+        moved = delta[target] < 0
+        line = (f"{name}={value}: ΔKL {delta['kl']:+.3f}, ΔRM {delta['rm']:+.3f}, Δjudge {delta['judge']:+.3f}, "
+                f"Δoverlap {delta['overlap']:+.3f}, Δwords {delta['words']:+.1f} | {why}: "
+                f"{'it did' if moved else 'it did NOT on this run'}")
+        rows.append({"knob": name, "value": value, **{f"delta_{k}": v for k, v in delta.items()},
+                     "moved_as_expected": moved, "line": line})
+    return rows
+
+
+def plot_knobs(effects: list[dict]):
+    """Bars: each knob run's change in KL, RM reward, judge score and answer length against the main run."""
+    import matplotlib.pyplot as plt
+
+    keys = (("delta_kl", "KL (nats/token)"), ("delta_rm", "RM reward"), ("delta_judge", "second RM"),
+            ("delta_overlap", "overlap F1"), ("delta_words", "answer words"))
+    fig, axes = plt.subplots(1, len(keys), figsize=(14, 3.2))
+    labels = [f"{e['knob']}={e['value']}" for e in effects]
+    for ax, (key, title) in zip(axes, keys, strict=True):
+        ax.bar(labels, [e[key] for e in effects], color=["tab:purple", "tab:green", "tab:grey"][:len(effects)])
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(title=f"Δ {title}", ylabel="knob run - main run")
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle("each knob against the main run at the same step")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def mean_over_steps(log_history: list[dict], key: str, last: int = 4, upto: int | None = None) -> float:
+    """The mean of a logged value over its last `last` entries (up to step `upto`): a less noisy final value."""
+    values = [h[key] for h in log_history if key in h and (upto is None or h.get("step", 0) <= upto)]
+    if not values:
+        raise ValueError(f"No {key!r} in the log history: train with logging_steps=1 (and beta > 0 for 'kl').")
+    return float(np.mean(values[-last:]))
+
+
+def plot_grpo_curves(log_history: list[dict]):
+    """GRPO's training logs per step: mean reward of the sampled completions, KL to the reference, their length."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    panels = (("reward", "reward (RM + any penalty)", "mean reward of the group's samples"),
+              ("kl", "KL to the reference (nats/token)", "kl: how far the policy moved"),
+              ("completions/mean_length", "tokens", "sampled completion length"))
+    for ax, (key, ylabel, title) in zip(axes, panels, strict=True):
+        points = [(h["step"], h[key]) for h in log_history if key in h]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", color="tab:blue")
+        ax.set(xlabel="step", ylabel=ylabel, title=title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_overoptimisation(evaluations: dict[int, dict], kl_by_step: dict[int, float] | None = None):
+    """Held-out greedy answers over training: the reward model the policy is trained against, and two judges.
+
+    Each is drawn as the change since step 0 in units of its step-0 spread across prompts, so one axis holds all
+    three. Over-optimisation: the first keeps rising while a judge stalls or falls.
+    """
+    import matplotlib.pyplot as plt
+
+    steps = sorted(evaluations)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for key, label, colour in (("rm", "reward model (trained against)", "tab:blue"),
+                               ("judge", "second reward model (never seen)", "tab:orange"),
+                               ("overlap", "overlap with the human-preferred answer", "tab:green")):
+        before = np.asarray(evaluations[steps[0]][key])
+        scale = before.std() or 1.0
+        ax.plot(steps, [(np.mean(evaluations[s][key]) - before.mean()) / scale for s in steps], marker="o",
+                color=colour, label=label)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set(xlabel="GRPO step", ylabel="change in mean score (step-0 std)",
+           title="held-out prompts: trained-against reward vs judges")
+    if kl_by_step:
+        ax.set_xticks(steps, [f"{s}\nKL {kl_by_step.get(s, 0):.2f}" for s in steps])
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

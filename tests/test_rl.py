@@ -1,0 +1,85 @@
+"""helpers.rl: GRPO's advantage as TRL computes it, the held-out judge, the length penalty and the knob verdicts."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.rl import (
+    group_advantages,
+    held_out_set,
+    knob_effects,
+    length_penalty,
+    reference_states,
+    train_judge,
+    unique_prompts,
+    word_f1,
+)
+
+
+def test_group_advantages_match_trls_formula():
+    """TRL 1.16 grpo_trainer.py:2763-2787 (scale_rewards="group"), written out in torch as it is there."""
+    rewards = torch.tensor([0.3, -1.2, 2.0, 0.5, 1.0, 1.0, 1.0, 1.5])
+    grouped = rewards.view(-1, 4)
+    mean = grouped.mean(dim=1).repeat_interleave(4)
+    std = grouped.std(dim=1).repeat_interleave(4)
+    expected = ((rewards - mean) / (std + 1e-4)).numpy()
+    np.testing.assert_allclose(group_advantages(rewards.numpy(), 4), expected, rtol=1e-5)
+    assert group_advantages([1.0, 1.0, 1.0, 1.0], 4).tolist() == [0.0] * 4  # a group of equals teaches nothing
+
+
+def test_word_f1_and_length_penalty():
+    assert word_f1("boil it nine minutes", "Boil it for nine minutes") == pytest.approx(2 * 4 / 9)
+    assert word_f1("user user", "boil the egg") == 0.0
+    penalty = length_penalty(0.5)
+    completions = [[{"role": "assistant", "content": "one two three"}], [{"role": "assistant", "content": ""}]]
+    assert penalty(completions=completions, prompts=[[], []]) == [-1.5, 0.0]
+    assert penalty.__name__ == "length_penalty"  # TRL logs it as rewards/length_penalty/mean
+
+
+def test_prompts_are_distinct_and_references_are_the_chosen_answers(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": f"good {i}"}],
+             "rejected": [{"role": "assistant", "content": "bad"}]} for i, q in enumerate(["a", "b", "a", "c"])]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [p[0]["content"] for p in unique_prompts(path)] == ["a", "b", "c"]
+    prompts, references = held_out_set(path, 2)
+    assert [p[0]["content"] for p in prompts] == ["a", "b"] and references == ["good 0", "good 1"]
+
+
+def test_knob_effects_say_when_a_knob_did_not_move_its_target():
+    base = {"kl": 0.2, "rm": [0.0, 1.0], "judge": [1.0], "overlap": [0.1], "words": 10.0}
+    runs = [{**base, "knob": {"beta": 0.4}, "kl": 0.1},  # lower KL: moved
+            {**base, "knob": {"length_penalty": 0.1}, "words": 12.0}]  # longer: did not move
+    beta, length = knob_effects(base, runs)
+    assert beta["moved_as_expected"] and beta["delta_kl"] == pytest.approx(-0.1)
+    assert not length["moved_as_expected"] and "did NOT" in length["line"] and length["delta_words"] == 2.0
+
+
+def test_judge_reads_the_reference_and_ranks_unseen_pairs(tiny_rm_base, kit_pairs):
+    """Fitted on the test pairs, the judge beats chance on training pairs it never saw, and a trained LoRA
+    adapter changes nothing it reads (its layers are switched off while it reads, and back on after)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers.train import prepare_reward_tokenizer
+
+    tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(tiny_rm_base))
+    model = AutoModelForCausalLM.from_pretrained(tiny_rm_base, use_safetensors=True)
+    rows = lambda split, n: [{k: kit_pairs[split][i][k] for k in ("prompt", "chosen", "rejected")}  # noqa: E731
+                             for i in range(n)]
+    judge = train_judge(model, tokenizer, rows("test", 60))
+    assert judge.accuracy(rows("train", 48)) > 0.55  # the un-warmed tiny base: weak features, still above chance
+    conversations = [r["prompt"] + r["chosen"] for r in rows("train", 4)]
+    plain = reference_states(model, tokenizer, conversations)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    with torch.no_grad():
+        changed = peft_model(**tokenizer(["hello there"], return_tensors="pt")).logits
+    np.testing.assert_allclose(reference_states(peft_model, tokenizer, conversations), plain, atol=1e-5)
+    with torch.no_grad():  # the adapter is active again afterwards
+        np.testing.assert_allclose(peft_model(**tokenizer(["hello there"], return_tensors="pt")).logits, changed)
+    with peft_model.disable_adapter(), torch.no_grad():
+        assert not torch.allclose(peft_model(**tokenizer(["hello there"], return_tensors="pt")).logits, changed)
+    with pytest.raises(ValueError, match="at least 10 pairs"):
+        train_judge(model, tokenizer, rows("test", 3))
