@@ -24,8 +24,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_course("tiny", Path(tmp) / "run")
     print(format_summary(summary))
+    import torch
+
     result = {"benchmark": "course_suite", "profile": "tiny", "date": date.today().isoformat(), "device": "cpu",
-              "cpu_count": os.cpu_count(), "versions": versions(), "failure": summary["failure"],
+              "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "versions": versions(), "failure": summary["failure"],
               "notebooks": {n["notebook"]: n["seconds"] for n in summary["notebooks"]},
               "total_seconds": round(sum(n["seconds"] for n in summary["notebooks"]), 1)}
     RESULTS.mkdir(exist_ok=True)

@@ -28,8 +28,8 @@ from .data_io import (
 from .env import KitError
 from .rows import FIXES, HUB_ID, META_KEYS, ON_ERROR, _normalise, parse_label
 
-__all__ = ["DataError", "load_preferences", "load_unpaired", "parse_label", "require_inputs", "require_rows",
-           "split_dataset", "write_jsonl"]
+__all__ = ["DataError", "load_preferences", "load_unpaired", "parse_label", "require_inputs",
+           "require_notebook_inputs", "require_rows", "split_dataset", "write_jsonl"]
 
 def require_inputs(paths, notebook: str) -> list[Path]:
     """Check that a notebook's inputs exist; stop at once with the notebook to run first if not.
@@ -43,6 +43,34 @@ def require_inputs(paths, notebook: str) -> list[Path]:
         raise KitError(f"Missing input(s): {', '.join(missing)}. Run notebooks/{notebook}.ipynb first "
                        "with the same PROFILE and RUN_DIR, then run this notebook again.")
     return paths
+
+
+# What each notebook reads from RUN_DIR, by the notebook that writes it ("rm_base"/"policy_base": the tiny models
+# notebook 00 builds; hub models need nothing here). Checked in this order, so the first notebook to run is named.
+NOTEBOOK_INPUTS = {
+    "01_prepare_data": {"00_setup": ["rm_base"]},
+    "02_train_reward_model": {"01_prepare_data": ["data/train.jsonl", "data/test.jsonl"], "00_setup": ["rm_base"]},
+    "03_merge_value_head": {"01_prepare_data": ["data/test.jsonl"],
+                            "02_train_reward_model": ["rm_adapter/adapter_model.safetensors",
+                                                      "metrics/02_train_reward_model.json"]},
+    "04_score_responses": {"01_prepare_data": ["data/test.jsonl"]},  # the merged model: ensure_merged_model
+    "05_kto_unpaired": {"01_prepare_data": ["data/unpaired_train.jsonl", "data/unpaired_test.jsonl"],
+                        "00_setup": ["policy_base"], "03_merge_value_head": ["metrics/03_merge_value_head.json"]},
+    "06_rl_with_reward_model": {"01_prepare_data": ["data/train.jsonl", "data/test.jsonl"], "00_setup": ["policy_base"],
+                                "03_merge_value_head": ["metrics/03_merge_value_head.json"]},
+}
+
+
+def require_notebook_inputs(notebook: str, run_dir, profile) -> None:
+    """A notebook's whole pre-flight in one call: every input it reads (`NOTEBOOK_INPUTS`) exists in `run_dir`.
+
+    Raises:
+        KitError: from `require_inputs`, naming the missing paths and the notebook to run first.
+    """
+    for writer, names in NOTEBOOK_INPUTS[notebook].items():
+        paths = [profile.model_path(n, run_dir) if n in ("rm_base", "policy_base") else Path(run_dir) / n
+                 for n in names if n not in ("rm_base", "policy_base") or profile.is_tiny]
+        require_inputs(paths, notebook=writer)
 
 
 def _to_dataset(rows: list[dict], kind: str):

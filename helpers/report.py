@@ -21,6 +21,8 @@ HEADLINE = {
     "03_merge_value_head": ("max_abs_diff_merged_vs_adapter", "agreement_8bit_vs_merged", "spearman_8bit_vs_merged"),
     "04_score_responses": ("test_accuracy", "calibration_ece", "length_reward_spearman", "accuracy_length_balanced"),
     "05_kto_unpaired": ("margin_before", "margin_after", "rm_reward_before", "rm_reward_after", "rm_win_rate"),
+    "06_rl_with_reward_model": ("rm_reward_before", "rm_reward_after", "heldout_judge_before", "heldout_judge_after",
+                                "overlap_before", "overlap_after", "kl_final", "grpo_vs_scorer_max_abs_diff"),
 }
 
 

@@ -224,6 +224,27 @@ def test_data_error_is_a_value_error_shown_without_a_stack():
     assert "line 3" in err._render_traceback_()[0]
 
 
+def test_one_preflight_call_per_notebook_names_the_first_notebook_to_run(tmp_path):
+    from helpers.data import NOTEBOOK_INPUTS, require_notebook_inputs
+    from helpers.profiles import get_profile
+    from helpers.runs import list_notebooks
+
+    tiny, gpu = get_profile("tiny"), get_profile("llama3-8b")
+    with pytest.raises(KitError, match=r"unpaired_train.jsonl.*Run notebooks/01_prepare_data.ipynb first"):
+        require_notebook_inputs("05_kto_unpaired", tmp_path, tiny)
+    for name in ("unpaired_train.jsonl", "unpaired_test.jsonl"):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / name).write_text("")
+    with pytest.raises(KitError, match=r"tiny-qwen2.*Run notebooks/00_setup.ipynb first"):
+        require_notebook_inputs("05_kto_unpaired", tmp_path, tiny)
+    with pytest.raises(KitError, match=r"03_merge_value_head.json.*Run notebooks/03_merge_value_head.ipynb"):
+        require_notebook_inputs("05_kto_unpaired", tmp_path, gpu)  # hub models: nothing to find in RUN_DIR
+    for nb in list_notebooks()[1:]:  # every notebook after 00 makes the one call, with its own name
+        source = (nb.parent / "src" / f"{nb.stem}.py").read_text()
+        assert f'require_notebook_inputs("{nb.stem}", run_dir, profile)' in source, nb.name
+    assert set(NOTEBOOK_INPUTS) == {nb.stem for nb in list_notebooks()[1:]}
+
+
 def test_require_inputs_names_the_notebook_to_run(tmp_path):
     with pytest.raises(KitError, match=r"models.*Run notebooks/00_setup.ipynb first"):
         require_inputs([tmp_path / "models"], notebook="00_setup")

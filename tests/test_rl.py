@@ -69,8 +69,8 @@ def test_judge_reads_the_reference_and_ranks_unseen_pairs(tiny_rm_base, kit_pair
     model = AutoModelForCausalLM.from_pretrained(tiny_rm_base, use_safetensors=True)
     rows = lambda split, n: [{k: kit_pairs[split][i][k] for k in ("prompt", "chosen", "rejected")}  # noqa: E731
                              for i in range(n)]
-    judge = train_judge(model, tokenizer, rows("test", 60))
-    assert judge.accuracy(rows("train", 48)) > 0.55  # the un-warmed tiny base: weak features, still above chance
+    judge = train_judge(model, tokenizer, rows("test", 48))
+    assert judge.accuracy(rows("train", 40)) > 0.55  # the un-warmed tiny base: weak features, still above chance
     conversations = [r["prompt"] + r["chosen"] for r in rows("train", 4)]
     plain = reference_states(model, tokenizer, conversations)
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))

@@ -41,7 +41,7 @@ versions = setup()  # Colab: installs the pinned libraries and mounts Google Dri
 # So `RUN_DIR` defaults to Google Drive (`MyDrive/reward-lab/runs/default`), which `setup()` mounted above: it is
 # how notebook 02 finds the data 01 wrote. Decline the mount and `RUN_DIR` falls back to `/content`, where the
 # next notebook will not find anything. Drive is small (15 GB free), so the big files — a merged 8B reward
-# model is 15 GB — go to the runtime's local disk instead, and notebooks 04 and 05 rebuild them from the small
+# model is 15 GB — go to the runtime's local disk instead, and notebooks 04–06 rebuild them from the small
 # adapter kept on Drive.
 
 # %% tags=["parameters"]
@@ -96,7 +96,7 @@ print(f"dtype: {dtype.name} ({dtype.reason})")
 # ## Model access
 # LLaMA 3 is *gated*, and Meta gates each repository on its own: the `llama3-8b` profile needs the licence of
 # [Meta-Llama-3-8B](https://huggingface.co/meta-llama/Meta-Llama-3-8B) (the reward model) **and** of
-# [Llama-3.2-3B-Instruct](https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct) (the KTO policy of notebook 05).
+# [Llama-3.2-3B-Instruct](https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct) (the policy of notebooks 05 and 06).
 # Accept both once, then give Colab a read token as the secret `HF_TOKEN` (key icon in the left bar). The kit reads it from there or from the environment
 # variable `HF_TOKEN`; it never asks you to type it and never prints it. The `tiny` profile needs no
 # access at all: its models are built on this machine.
@@ -115,7 +115,7 @@ access
 # On `tiny` we build two small models from config, deterministically from `SEED`:
 # - **tiny-llama3**, a LLaMA-3-style decoder whose byte-level BPE tokenizer was trained on the kit's own
 #   text and carries LLaMA 3's special tokens and chat template (the reward-model base of notebook 02);
-# - **tiny-qwen2**, a Qwen2-style model with a ChatML template (the policy of notebook 05).
+# - **tiny-qwen2**, a Qwen2-style model with a ChatML template (the policy of notebooks 05 and 06).
 #
 # A short causal-LM *warm-up* on the kit's train split (never the test split) gives them word statistics,
 # so that reward accuracy and generated text in later lessons mean something. On a GPU profile the same
@@ -170,7 +170,7 @@ print(type(policy).__name__, f"{sum(p.numel() for p in policy.parameters()):,} p
 
 # %% [markdown]
 # The chat template turns a conversation into the exact token stream the model sees. Reward models score
-# *conversations*, so notebooks 01–05 all go through one. A **base** model such as Meta-Llama-3-8B ships
+# *conversations*, so notebooks 01–06 all go through one. A **base** model such as Meta-Llama-3-8B ships
 # none (only Instruct models do), and neither does the tiny base built above, which copies that quirk:
 
 # %%

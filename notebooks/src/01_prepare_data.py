@@ -64,14 +64,14 @@ ON_ERROR = "report"  # or "raise"
 import time
 from transformers import AutoTokenizer
 from helpers import get_hf_token, get_profile, prepare_run_dir, set_seed
-from helpers.data import require_inputs
+from helpers.data import require_notebook_inputs
 from helpers.train import prepare_reward_tokenizer
 
 start = time.perf_counter()
 profile, run_dir = get_profile(PROFILE), prepare_run_dir(RUN_DIR)
 set_seed(SEED)
 rm_path = profile.model_path("rm_base", run_dir)
-require_inputs([rm_path] if profile.is_tiny else [], notebook="00_setup")
+require_notebook_inputs("01_prepare_data", run_dir, profile)  # stops, naming the notebook to run first
 tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(rm_path, token=get_hf_token()))
 data_dir = run_dir / "data"
 print(f"profile {profile.name}: max_length={profile.max_length}, kto_batch_size={profile.kto_batch_size}")

@@ -44,14 +44,13 @@ import time
 import torch
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
 from helpers.env import dtype_policy
-from helpers.data import require_inputs
+from helpers.data import require_notebook_inputs
 
 overrides = {} if QUANTIZATION == "profile" else {"quantization": None if QUANTIZATION == "none" else QUANTIZATION}
 profile = get_profile(PROFILE, **overrides)
 run_dir = prepare_run_dir(RUN_DIR)
 rm_path = profile.model_path("rm_base", run_dir)
-require_inputs([run_dir / "data" / "train.jsonl", run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
-require_inputs([rm_path] if profile.is_tiny else [], notebook="00_setup")
+require_notebook_inputs("02_train_reward_model", run_dir, profile)  # stops, naming the notebook to run first
 hardware, dtype = check_hardware(profile), dtype_policy(DTYPE)
 set_seed(SEED)  # before loading: the new score head is initialised at random
 print(f"profile {profile.name}, quantization {profile.quantization}, dtype {dtype.name}: {dtype.reason}")

@@ -39,16 +39,14 @@ N_PROBES = 8  # held-out conversations the verifier scores
 # %%
 import torch
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
-from helpers.data import require_inputs
+from helpers.data import require_notebook_inputs
 from helpers.merge import merge_dtype
 from helpers.merge_shards import merged_model_dir
 
 profile = get_profile(PROFILE)
 run_dir = prepare_run_dir(RUN_DIR)
 rm_path, adapter_dir, merged_dir = profile.model_path("rm_base", run_dir), run_dir / "rm_adapter", merged_model_dir(run_dir)
-require_inputs([run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
-require_inputs([adapter_dir / "adapter_model.safetensors", run_dir / "metrics" / "02_train_reward_model.json"],
-               notebook="02_train_reward_model")
+require_notebook_inputs("03_merge_value_head", run_dir, profile)  # stops, naming the notebook to run first
 hardware = check_hardware(profile)
 set_seed(SEED)
 dtype = merge_dtype(hardware["device"]) if MERGE_DTYPE == "auto" else getattr(torch, MERGE_DTYPE)

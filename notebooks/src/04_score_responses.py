@@ -43,12 +43,12 @@ BATCH_SIZE = 16
 # %%
 from datasets import load_dataset
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
-from helpers.data import require_inputs
+from helpers.data import require_notebook_inputs
 from helpers.merge_shards import ensure_merged_model
 
 profile = get_profile(PROFILE)
 run_dir = prepare_run_dir(RUN_DIR)
-require_inputs([run_dir / "data" / "test.jsonl"], notebook="01_prepare_data")
+require_notebook_inputs("04_score_responses", run_dir, profile)  # stops, naming the notebook to run first
 hardware = check_hardware(profile)
 set_seed(SEED)
 merged_dir = ensure_merged_model(run_dir, profile, token=get_hf_token())  # Colab: rebuilt on this runtime's disk

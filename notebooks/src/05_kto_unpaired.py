@@ -46,15 +46,13 @@ import time
 import torch
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
 from helpers.env import dtype_policy
-from helpers.data import require_inputs
+from helpers.data import require_notebook_inputs
 
 start = time.perf_counter()
 profile = get_profile(PROFILE, **({} if POLICY == "profile" else {"policy_base": POLICY}))
 run_dir = prepare_run_dir(RUN_DIR)
 policy_path = profile.model_path("policy_base", run_dir)
-require_inputs([run_dir / "data" / f"unpaired_{s}.jsonl" for s in ("train", "test")], notebook="01_prepare_data")
-require_inputs([policy_path] if profile.is_tiny else [], notebook="00_setup")
-require_inputs([run_dir / "metrics" / "03_merge_value_head.json"], notebook="03_merge_value_head")
+require_notebook_inputs("05_kto_unpaired", run_dir, profile)  # stops, naming the notebook to run first
 hardware, dtype = check_hardware(profile), dtype_policy(DTYPE)
 set_seed(SEED)  # before loading: LoRA's A matrices are initialised at random
 print(f"profile {profile.name}: policy {profile.policy_base}, {profile.quantization}, dtype {dtype.name}: {dtype.reason}")
@@ -424,7 +422,9 @@ fig
 # answers are the ones the reward model rewards. A reward model is a proxy, valid near the data it was trained on: push a policy far enough
 # and the proxy and the goal part ways (Gao et al., 2023, *Scaling Laws for Reward Model Overoptimization*).
 # The knobs against it: a larger `beta` (KTO's loss keeps the policy closer to the reference), fewer steps, and
-# always judging with something the policy was not trained towards, plus reading the answers.
+# always judging with something the policy was not trained towards, plus reading the answers. Notebook 06 turns
+# these knobs on a policy trained *against* the reward model (GRPO), measures what each one moves, and adds judges
+# the policy never sees.
 
 # %%
 from helpers import save_metrics
@@ -470,6 +470,7 @@ check_exercise("05.1", answer, run_dir, profile)
 #   class weights and the batch check.
 #
 # ## Next
-# You have built the whole loop: data (01), a reward model (02–03), scoring (04), and a policy aligned from unpaired
-# feedback, judged by that reward model (05). From here: run the `llama3-8b` profile on a GPU, plug your own
-# 👍/👎 logs into notebook 01 (`UNPAIRED_PATH`), or train with DPO on the pairs and compare with KTO.
+# You have built the loop up to here: data (01), a reward model (02–03), scoring (04), and a policy aligned from
+# unpaired feedback, judged by that reward model (05). Notebook 06 optimises a policy directly against the reward
+# model (online RL with GRPO) and shows where that goes wrong. Also from here: plug your own 👍/👎 logs into
+# notebook 01 (`UNPAIRED_PATH`), or train with DPO on the pairs and compare with KTO.

@@ -46,7 +46,7 @@ import time
 import numpy as np
 import torch
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
-from helpers.data import require_inputs
+from helpers.data import require_notebook_inputs
 from helpers.env import dtype_policy
 from helpers.exercises import read_jsonl
 
@@ -54,9 +54,7 @@ start = time.perf_counter()
 profile = get_profile(PROFILE, **({} if POLICY == "profile" else {"policy_base": POLICY}))
 run_dir = prepare_run_dir(RUN_DIR)
 policy_path = profile.model_path("policy_base", run_dir)
-require_inputs([run_dir / "data" / f"{s}.jsonl" for s in ("train", "test")], notebook="01_prepare_data")
-require_inputs([policy_path] if profile.is_tiny else [], notebook="00_setup")
-require_inputs([run_dir / "metrics" / "03_merge_value_head.json"], notebook="03_merge_value_head")
+require_notebook_inputs("06_rl_with_reward_model", run_dir, profile)  # stops, naming the notebook to run first
 steps = profile.grpo_steps if MAX_STEPS == -1 else MAX_STEPS
 beta = profile.grpo_beta if BETA == -1.0 else BETA
 hardware, dtype = check_hardware(profile), dtype_policy(DTYPE, cpu_fp32_when_bf16_is_slow=True)
@@ -135,7 +133,8 @@ print(f"{sum(fit)} of {len(train_prompts)} prompts kept, {fit.count(False)} long
 # %% [markdown]
 # ## The reward: notebook 03's merged reward model
 # `GRPOTrainer` takes a reward model as `reward_funcs`: a folder name (it then loads
-# `AutoModelForSequenceClassification` itself, in full precision) or a loaded model. We load it once with
+# `AutoModelForSequenceClassification` itself, in the dtype the folder was saved in and never quantized) or a loaded
+# model. We load it once with
 # `RewardScorer` (in 8-bit on a GPU smaller than 38 GB, as in notebooks 04 and 05) and hand its model and
 # tokenizer to the trainer, so one copy serves both.
 
@@ -268,12 +267,13 @@ completions = [_messages(a, "assistant") for a in before["answers"]]
 inputs = [{"prompt": p} for p in eval_prompts]
 grpo_rewards = trainer._calculate_rewards(inputs, eval_prompts, completions, [[0]] * len(eval_prompts))[:, 0]
 grpo_vs_scorer = float(np.max(np.abs(grpo_rewards.cpu().numpy() - np.asarray(before["rm"]))))
-print(f"{len(eval_prompts)} answers: max |GRPO reward - RewardScorer| <= 1e-4: {grpo_vs_scorer <= 1e-4}")
+print(f"every held-out answer: max |GRPO reward - RewardScorer| <= 1e-4: {grpo_vs_scorer <= 1e-4}")
 
 # %% [markdown]
 # ## Train
-# Each log line is one step: `reward` is the mean over the step's sampled completions (RM plus any penalty),
-# `kl` the KL estimate to the reference in nats per token, `completions/mean_length` their length in tokens.
+# Each log line is one step: `kl` is the KL estimate to the reference in nats per token. `reward` (the mean over
+# the sampled completions, RM plus any penalty) and `completions/mean_length` (their length in tokens) are logged
+# on the steps that sample, every `steps_per_generation` steps.
 
 # %%
 train_result = trainer.train()
@@ -411,6 +411,8 @@ answer = None  # Level 1: a number
 check_exercise("06.1", answer, run_dir, profile)
 
 # %%
+from helpers.exercises import check_exercise
+
 answer = None  # Level 2: a number of words
 check_exercise("06.2", answer, run_dir, profile)
 
