@@ -127,6 +127,13 @@ def test_metrics_of_each_notebook(course_run, nb):
     CHECKS[nb.stem](metrics[nb.stem])
 
 
+def test_tensorboard_events_are_in_the_run_folder(course_run):
+    """02 logs an evaluation before training; transformers 5.23's TensorBoardCallback then opens its writer with no
+    folder (integration_utils.py:606-608), i.e. ./runs of the kernel's working folder, unless told where."""
+    events = list((Path(course_run["run_dir"]) / "rm_adapter" / "checkpoints" / "runs").rglob("events.out.tfevents*"))
+    assert events, "notebook 02 wrote no TensorBoard events under RUN_DIR/rm_adapter/checkpoints/runs"
+
+
 def test_error_demonstrations_showed_their_error(course_run):
     demos = 0
     for executed in sorted(Path(course_run["executed_dir"]).glob("*.ipynb")):

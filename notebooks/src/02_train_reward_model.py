@@ -212,6 +212,9 @@ from trl import RewardConfig
 from helpers.resources import checkpoint_steps
 
 checkpoint_dir = run_dir / "rm_adapter" / "checkpoints"
+# transformers 5.23's TensorBoard writer takes its folder at the first log: our evaluation before training (below)
+# comes first, and without this the events land in ./runs of the notebook's working folder, not in the run's.
+os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir / "runs")
 save_steps = profile.save_steps or checkpoint_steps(profile)  # computed: ~10 minutes of T4 time per checkpoint
 save_steps = max(profile.logging_steps, save_steps - save_steps % profile.logging_steps)  # all logged before a save
 args = RewardConfig(
