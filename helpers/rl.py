@@ -232,11 +232,16 @@ def plot_knobs(effects: list[dict]):
     return fig
 
 
-def mean_over_steps(log_history: list[dict], key: str, last: int = 4, upto: int | None = None) -> float:
-    """The mean of a logged value over its last `last` entries (up to step `upto`): a less noisy final value."""
-    values = [h[key] for h in log_history if key in h and (upto is None or h.get("step", 0) <= upto)]
+def kl_over_steps(log_history: list[dict], last: int = 4, upto: int | None = None) -> float:
+    """TRL's logged KL to the reference, averaged over its last `last` steps (up to step `upto`): a steadier value.
+
+    NaN when the run logged no KL at all: with `beta=0` TRL loads no reference and computes none.
+    """
+    values = [h["kl"] for h in log_history if "kl" in h and (upto is None or h.get("step", 0) <= upto)]
+    if not values and not any("kl" in h for h in log_history):
+        return float("nan")
     if not values:
-        raise ValueError(f"No {key!r} in the log history: train with logging_steps=1 (and beta > 0 for 'kl').")
+        raise ValueError(f"No KL logged up to step {upto}: log every step (logging_steps=1).")
     return float(np.mean(values[-last:]))
 
 

@@ -9,6 +9,7 @@ import torch
 from helpers.rl import (
     group_advantages,
     held_out_set,
+    kl_over_steps,
     knob_effects,
     length_penalty,
     reference_states,
@@ -46,6 +47,14 @@ def test_prompts_are_distinct_and_references_are_the_chosen_answers(tmp_path):
     assert [p[0]["content"] for p in unique_prompts(path)] == ["a", "b", "c"]
     prompts, references = held_out_set(path, 2)
     assert [p[0]["content"] for p in prompts] == ["a", "b"] and references == ["good 0", "good 1"]
+
+
+def test_kl_over_steps_is_nan_when_beta_0_logged_none():
+    log = [{"step": s, "kl": 0.1 * s} for s in range(1, 9)] + [{"step": 8, "train_loss": 0.1}]
+    assert kl_over_steps(log) == pytest.approx(0.65) and kl_over_steps(log, last=1, upto=4) == pytest.approx(0.4)
+    assert np.isnan(kl_over_steps([{"step": 1, "loss": 0.2}]))  # GRPOConfig(beta=0.0): TRL logs no "kl"
+    with pytest.raises(ValueError, match="up to step 0"):
+        kl_over_steps(log, upto=0)
 
 
 def test_knob_effects_say_when_a_knob_did_not_move_its_target():

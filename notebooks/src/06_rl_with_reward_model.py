@@ -17,8 +17,8 @@
 #
 # | profile | hardware | time |
 # |---|---|---|
-# | `tiny` | any CPU | about a minute and a half |
-# | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | not yet measured: hours for 200 steps on a T4; GPU memory computed in `helpers.resources` (peak below) |
+# | `tiny` | any CPU | one to two minutes |
+# | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | not yet measured; computed peak GPU memory on a T4 13.3 GiB (`helpers.resources`) |
 
 # %%
 import os, sys
@@ -295,10 +295,10 @@ fig
 # judges, each as its change since step 0 in units of its own step-0 spread across prompts.
 
 # %%
-from helpers.rl import mean_over_steps, plot_overoptimisation
+from helpers.rl import kl_over_steps, plot_overoptimisation
 
 evaluations = held_out.evaluations
-kl_by_step = {s: mean_over_steps(trainer.state.log_history, "kl", last=1, upto=s) if s else 0.0 for s in evaluations}
+kl_by_step = {s: kl_over_steps(trainer.state.log_history, last=1, upto=s) if s else 0.0 for s in evaluations}
 for s, e in evaluations.items():
     print(f"step {s:3}: RM {np.mean(e['rm']):6.3f} | second RM {np.mean(e['judge']):6.3f} | overlap "
           f"{np.mean(e['overlap']):.3f} | {e['words']:4.1f} words | distinct-2 {e['distinct_2']:.3f} | KL {kl_by_step[s]:.3f}")
@@ -330,7 +330,7 @@ for prompt, b, a in list(zip(eval_prompts, before["answers"], after["answers"]))
 # %%
 adapter_dir = run_dir / "rl_adapter"
 trainer.save_model(str(adapter_dir))
-kl_final = mean_over_steps(trainer.state.log_history, "kl")
+kl_final = kl_over_steps(trainer.state.log_history)
 print(sorted(p.name for p in adapter_dir.iterdir() if p.is_file()), f"| final KL {kl_final:.3f}")
 
 # %% [markdown]
@@ -352,9 +352,9 @@ for knob in KNOB_RUNS:
     set_seed(SEED)
     trainer = grpo_trainer(grpo_config(knob.get("beta", beta), knob_steps, "knob"), knob.get("length_penalty", 0.0))
     trainer.train()
-    runs.append({"knob": knob, "kl": mean_over_steps(trainer.state.log_history, "kl"),
+    runs.append({"knob": knob, "kl": kl_over_steps(trainer.state.log_history),
                  **evaluate_answers(trainer.model, tokenizer, eval_prompts, references, scorer, judge, max_new)})
-baseline = {"knob": {}, "kl": mean_over_steps(main_log, "kl", upto=knob_steps), **evaluations[knob_steps]}
+baseline = {"knob": {}, "kl": kl_over_steps(main_log, upto=knob_steps), **evaluations[knob_steps]}
 effects = knob_effects(baseline, runs)
 for row in effects:
     print(row["line"])
@@ -403,7 +403,8 @@ save_metrics(run_dir, "06_rl_with_reward_model", metrics)
 # against the main run at the same step (penalised minus main; negative if shorter)?
 # The check cells say *not attempted yet* while `answer` is `None`; solutions for instructors:
 # `notebooks/solutions.py`.
-# Level 3 (explore): set `BETA = 0.0` (no leash) and rerun: how do the KL curve and the judge's line change?
+# Level 3 (explore): set `BETA = 0.01` (a looser leash) and rerun: how do the KL curve and the judges' lines change?
+# (`BETA = 0.0` removes the leash entirely; TRL then computes no KL at all, and the KL values here read `nan`.)
 # Then `LENGTH_PENALTY = 0.1` for the whole run, or raise `MAX_STEPS` to see where the two lines part.
 
 # %%
