@@ -166,6 +166,9 @@ def generate_responses(model, tokenizer, prompts: list[list[dict]], max_new_toke
 
     device, answers, was_training = next(model.parameters()).device, [], model.training
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # new tokens are appended on the right
+    pad = tokenizer.pad_token
+    if pad is None:  # Llama 3.x Instruct has none: pad with EOS (masked), as TRL's trainers do, only while generating
+        tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     try:
         for start in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc="generating"):
@@ -179,7 +182,7 @@ def generate_responses(model, tokenizer, prompts: list[list[dict]], max_new_toke
             new_tokens = out[:, batch["input_ids"].shape[1]:]
             answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     finally:
-        tokenizer.padding_side = side
+        tokenizer.padding_side, tokenizer.pad_token = side, pad
         model.train(was_training)
     return answers
 

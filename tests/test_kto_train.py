@@ -179,6 +179,9 @@ def test_generation_is_left_padded_greedy_and_restores_the_tokenizer(tiny_policy
                   for p in prompts]
     assert batched == one_by_one and all(isinstance(a, str) for a in batched)
     assert tokenizer.padding_side == "right"
+    tokenizer.pad_token = None  # as Llama-3.2-3B-Instruct's: padding borrows EOS while generating, then none again
+    assert generate_responses(model, tokenizer, prompts, max_new_tokens=8, batch_size=2, progress=False) == batched
+    assert tokenizer.pad_token is None
 
 
 def test_win_rate_counts_ties_as_half_and_margin_needs_both_labels():
