@@ -68,11 +68,12 @@ def last_token_states(model, tokenizer, conversations: list[list[dict]], batch_s
     import torch
 
     states, device = [], next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id  # masked anyway
     with torch.no_grad():
         for i in range(0, len(conversations), batch_size):
             ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False)
                    for c in conversations[i:i + batch_size]]
-            input_ids, mask = (t.to(device) for t in pad_batch(ids, tokenizer.pad_token_id))
+            input_ids, mask = (t.to(device) for t in pad_batch(ids, pad_id))
             hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             states.append(hidden[torch.arange(len(ids)), mask.sum(1) - 1].float().cpu().numpy())
     return np.concatenate(states)

@@ -8,34 +8,31 @@ scores greedy answers to held-out prompts every few steps, GRPO's group-relative
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 
+def _first_row_per_prompt(path) -> list[dict]:
+    from .exercises import read_jsonl
+
+    seen, rows = set(), []
+    for row in read_jsonl(path):
+        key = json.dumps(row["prompt"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
+
+
 def unique_prompts(path) -> list[list[dict]]:
     """The distinct conversational prompts of a pairs file (RUN_DIR/data/train.jsonl), in first-seen order."""
-    seen, prompts = set(), []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            prompt = json.loads(line)["prompt"]
-            key = json.dumps(prompt, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                prompts.append(prompt)
-    return prompts
+    return [row["prompt"] for row in _first_row_per_prompt(path)]
 
 
 def held_out_set(path, n: int) -> tuple[list[list[dict]], list[str]]:
     """The first `n` distinct prompts of a pairs file and, for each, the human-preferred (chosen) answer's text."""
-    seen, prompts, references = set(), [], []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        row = json.loads(line) if line.strip() else None
-        if row and json.dumps(row["prompt"], sort_keys=True) not in seen and len(prompts) < n:
-            seen.add(json.dumps(row["prompt"], sort_keys=True))
-            prompts.append(row["prompt"])
-            references.append(row["chosen"][-1]["content"])
-    return prompts, references
+    rows = _first_row_per_prompt(path)[:n]
+    return [row["prompt"] for row in rows], [row["chosen"][-1]["content"] for row in rows]
 
 
 def word_f1(answer: str, reference: str) -> float:
@@ -57,36 +54,27 @@ def group_advantages(rewards, num_generations: int) -> np.ndarray:
 
 
 def reference_states(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> np.ndarray:
-    """Last-token hidden states of the model's decoder with every LoRA adapter switched off: the reference's.
+    """`helpers.diagnose.last_token_states` with every LoRA adapter switched off: the reference's hidden states.
 
     Works on the plain model and after a trainer has wrapped it in LoRA (the layers are changed in place), so a
     judge built on the policy's reference keeps reading the frozen base while the adapter trains.
     """
-    import torch
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from .score import pad_batch
+    from .diagnose import last_token_states
 
     lora_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer) and not m.disable_adapters]
-    decoder, device = model.get_decoder(), next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    states, was_training = [], model.training
+    plain = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's wrapped model
+    was_training = model.training
     model.eval()
     try:
         for layer in lora_layers:
             layer.enable_adapters(False)
-        with torch.no_grad():
-            for i in range(0, len(conversations), batch_size):
-                ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False)
-                       for c in conversations[i:i + batch_size]]
-                input_ids, mask = (t.to(device) for t in pad_batch(ids, pad_id))
-                hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                states.append(hidden[torch.arange(len(ids)), mask.sum(1) - 1].float().cpu().numpy())
+        return last_token_states(plain, tokenizer, conversations, batch_size)
     finally:
         for layer in lora_layers:
             layer.enable_adapters(True)
         model.train(was_training)
-    return np.concatenate(states)
 
 
 class LinearJudge:

@@ -14,11 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-from helpers.exercises import read_jsonl
-
-
-def _metrics(run_dir, notebook: str) -> dict:
-    return json.loads((Path(run_dir) / "metrics" / f"{notebook}.json").read_text())
+from helpers.exercises import _metrics, read_jsonl
 
 
 def solve_00_1(run_dir, profile):
