@@ -177,6 +177,19 @@ EXPECTED = {"beta": ("kl", "a larger β should end nearer the reference"),
             "length_penalty": ("words", "a length penalty should shorten the answers")}
 
 
+def check_knob_runs(knob_runs) -> None:
+    """Stop before any training when a KNOB_RUNS entry is not one knob this notebook knows, with a number.
+
+    Raises:
+        ValueError: naming the entry, the knobs there are, and an example.
+    """
+    for knob in knob_runs:
+        if not (isinstance(knob, dict) and len(knob) == 1 and set(knob) <= set(EXPECTED)
+                and isinstance(next(iter(knob.values())), int | float)):
+            raise ValueError(f"KNOB_RUNS entry {knob!r}: each entry changes one knob, one of {sorted(EXPECTED)}, to a "
+                             "number, e.g. [{'beta': 0.4}, {'length_penalty': 0.1}]; [] runs none.")
+
+
 def knob_effects(baseline: dict, runs: list[dict]) -> list[dict]:
     """What each knob run changed against the main run at the same step, and whether it moved what it should.
 

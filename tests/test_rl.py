@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers.rl import (
+    check_knob_runs,
     group_advantages,
     held_out_set,
     kl_over_steps,
@@ -55,6 +56,14 @@ def test_kl_over_steps_is_nan_when_beta_0_logged_none():
     assert np.isnan(kl_over_steps([{"step": 1, "loss": 0.2}]))  # GRPOConfig(beta=0.0): TRL logs no "kl"
     with pytest.raises(ValueError, match="up to step 0"):
         kl_over_steps(log, upto=0)
+
+
+@pytest.mark.parametrize("bad", [[{"lr": 1e-3}], [{"beta": 0.4, "length_penalty": 0.1}], [{"beta": "big"}], ["beta"]])
+def test_knob_runs_are_checked_before_training(bad):
+    check_knob_runs([{"beta": 0.4}, {"length_penalty": 0.1}])
+    check_knob_runs([])
+    with pytest.raises(ValueError, match="each entry changes one knob, one of \\['beta', 'length_penalty'\\]"):
+        check_knob_runs(bad)
 
 
 def test_knob_effects_say_when_a_knob_did_not_move_its_target():

@@ -49,6 +49,7 @@ from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, 
 from helpers.data import require_notebook_inputs
 from helpers.env import dtype_policy
 from helpers.exercises import read_jsonl
+from helpers.rl import check_knob_runs
 
 start = time.perf_counter()
 profile = get_profile(PROFILE, **({} if POLICY == "profile" else {"policy_base": POLICY}))
@@ -56,6 +57,7 @@ run_dir = prepare_run_dir(RUN_DIR)
 policy_path = profile.model_path("policy_base", run_dir)
 require_notebook_inputs("06_rl_with_reward_model", run_dir, profile)  # stops, naming the notebook to run first
 steps = profile.grpo_steps if MAX_STEPS == -1 else MAX_STEPS
+check_knob_runs(KNOB_RUNS)  # before anything loads
 beta = profile.grpo_beta if BETA == -1.0 else BETA
 hardware, dtype = check_hardware(profile), dtype_policy(DTYPE, cpu_fp32_when_bf16_is_slow=True)
 set_seed(SEED)
