@@ -8,9 +8,9 @@
 The model has LLaMA-3-8B's dimensions but random weights made on the machine (nothing is downloaded). Each
 configuration (quantisation x sequence length x gradient checkpointing x pairs per device) runs the training
 step of notebook 02 — prepare_model_for_kbit_training, LoRA r=8 with task_type SEQ_CLS, the Bradley–Terry loss
-under the dtype policy's autocast, AdamW — and records tokens/s and peak GPU memory. With --trainer the step is notebook 02's own: the llama3-8b
-profile's RewardConfig (batch, accumulation, checkpointing, fp16/bf16 from the dtype policy), RewardTrainer with
-the LoraConfig, keep_trainable_fp32 after TRL's bf16 cast, trainer.train(). Results:
+under the dtype policy's autocast, AdamW — and records tokens/s and peak GPU memory. With --trainer the step is
+notebook 02's own: the llama3-8b profile's RewardConfig (batch, accumulation, checkpointing, fp16/bf16 from the
+dtype policy), RewardTrainer with the LoraConfig, keep_trainable_fp32 after TRL's bf16 cast, trainer.train(). Results:
 benchmarks/results/rm_train_<shape>_<device>_<date>.json. A benchmark: numbers are printed, never asserted.
 """
 
@@ -203,8 +203,9 @@ def run_trainer_config(base: Path, quant: str, seq: int, dtype_name: str, steps:
     del trainer, model
     if device == "cuda":
         torch.cuda.empty_cache()
-    return {"mode": "RewardTrainer (notebook 02's set-up)", "variant": variant, "quantization": quant, "seq": seq, "dtype": dtype.name,
-            "fp16": dtype.fp16, "bf16": dtype.bf16, "gradient_checkpointing": profile.gradient_checkpointing,
+    return {"mode": "RewardTrainer (notebook 02's set-up)", "variant": variant, "quantization": quant, "seq": seq,
+            "dtype": dtype.name, "fp16": dtype.fp16, "bf16": dtype.bf16,
+            "gradient_checkpointing": args.gradient_checkpointing,
             "pairs_per_device": profile.per_device_train_batch_size, "gradient_accumulation_steps": accumulation,
             "trainable_cast_by_trl": cast, "steps": steps, "first_step_seconds": round(timer.seconds[0], 3),
             "step_seconds": [round(s, 3) for s in timer.seconds[1:]], "load_seconds": round(load_seconds, 1),
