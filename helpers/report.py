@@ -14,6 +14,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from .env import KitError
+
 HEADLINE = {
     "00_setup": ("device", "dtype"),
     "01_prepare_data": ("read", "kept", "dropped", "train_pairs", "test_pairs", "over_max_length"),
@@ -82,9 +84,36 @@ def write_report(summary: dict) -> Path:
     return path
 
 
+def read_run_metrics(run_dir: str | Path) -> dict:
+    """A run's `metrics.json`, {notebook: {metric: value}}.
+
+    Raises:
+        KitError: the folder, or its metrics.json, is missing, cut off or not that shape (names which).
+    """
+    run_dir, path = Path(run_dir), Path(run_dir) / "metrics.json"
+    if not run_dir.is_dir():
+        raise KitError(f"--compare: {run_dir} is not a folder. Give two run folders, e.g. runs/20261120-020000.")
+    if not path.is_file():
+        parts = sorted(p.name for p in (run_dir / "metrics").glob("*.json"))
+        raise KitError(f"--compare: {run_dir} has no metrics.json. A run writes it when it ends, failed or not; "
+                       f"a run stopped before that has only metrics/*.json ({', '.join(parts) or 'there are none'}).")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise KitError(f"--compare: {path} is not valid JSON ({err.msg} line {err.lineno}, column {err.colno}): "
+                       "it was cut off or edited. Compare another run, or rerun this one.") from err
+    if not isinstance(metrics, dict):
+        problem = f"the file holds a {type(metrics).__name__}"
+    else:
+        problem = next((f"{k!r} is a {type(v).__name__}" for k, v in metrics.items() if not isinstance(v, dict)), "")
+    if problem:
+        raise KitError(f"--compare: {path} is not {{notebook: {{metric: value}}}}: {problem}.")
+    return metrics
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path) -> str:
     """A table of every scalar metric in either run, with the difference where both are numbers."""
-    a, b = (scalar_metrics(json.loads((Path(r) / "metrics.json").read_text())) for r in (run_a, run_b))
+    a, b = (scalar_metrics(read_run_metrics(r)) for r in (run_a, run_b))
     lines = [f"{'metric':<58}{Path(run_a).name:>16}{Path(run_b).name:>16}{'b - a':>12}"]
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, "-"), b.get(key, "-")

@@ -2,7 +2,7 @@
 
     python -m helpers --profile tiny                 # all notebooks into runs/<timestamp>/
     python -m helpers --profile tiny -f params.yaml  # extra parameters for every notebook
-    python -m helpers --notebooks 00 01              # a subset, by number prefix
+    python -m helpers --notebooks 0 1                # a subset, by number (1 or 01) or name prefix
 
     python -m helpers --compare runs/A runs/B        # two runs' metrics side by side
 
@@ -22,17 +22,40 @@ from datetime import datetime
 from pathlib import Path
 
 from .env import KIT_ROOT, KitError
+from .parameters import absolute_paths, check_parameters, given_once, load_parameters
 from .report import compare_runs, write_report
 
 NOTEBOOK_DIR = KIT_ROOT / "notebooks"
 
 
 def list_notebooks(prefixes: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The course notebooks (`NN_name.ipynb`) in numeric order, optionally only those starting with a prefix."""
+    """The course notebooks (`NN_name.ipynb`) in numeric order, optionally only those chosen.
+
+    Args:
+        prefixes: each a number (`1` or `01`: the notebook with that number) or the start of a name (`01_prep`).
+
+    Raises:
+        KitError: a choice that matches no notebook, or several (listing the notebooks that exist).
+    """
     found = sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
-    if prefixes:
-        found = [nb for nb in found if any(nb.name.startswith(p) for p in prefixes)]
-    return found
+    if not prefixes or not found:
+        return found
+    chosen = {_choose(choice, found) for choice in prefixes}
+    return [nb for nb in found if nb in chosen]
+
+
+def _choose(choice: str, found: list[Path]) -> Path:
+    stem = choice.removesuffix(".ipynb")
+    number = stem.isascii() and stem.isdigit()
+    matches = [nb for nb in found if (int(nb.name[:2]) == int(stem) if number else nb.stem.startswith(stem))]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise KitError(f"--notebooks {choice} matches {len(matches)} notebooks "
+                       f"({', '.join(nb.stem for nb in matches)}). Give a longer name prefix, e.g. {matches[0].stem}.")
+    raise KitError(f"--notebooks {choice}: no notebook matches. The notebooks are: "
+                   f"{', '.join(nb.stem for nb in found)}. Give a number (1 or 01) or the "
+                   "start of a name (01_prep).")
 
 
 def prepare_run_dir(run_dir: str | Path) -> Path:
@@ -62,9 +85,14 @@ def _failure(nb: Path, err: Exception) -> dict:
             "error": f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"}
 
 
-def run_course(profile: str = "tiny", run_dir: str | Path | None = None, parameters: dict | None = None,
+def run_course(profile: str | None = None, run_dir: str | Path | None = None, parameters: dict | None = None,
                prefixes: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> dict:
     """Execute the notebooks in order with papermill; stop at the first failure.
+
+    Args:
+        profile: default "tiny"; `parameters["PROFILE"]` is the same thing (giving both differently is an error).
+        run_dir: default runs/<timestamp>; `parameters["RUN_DIR"]` is the same thing, relative to the caller's
+            working directory either way.
 
     Returns:
         A summary: run_dir, per-notebook status and seconds, the failure (or None), merged metrics.
@@ -73,14 +101,19 @@ def run_course(profile: str = "tiny", run_dir: str | Path | None = None, paramet
 
     from .profiles import get_profile
 
+    notebooks = list_notebooks(prefixes, notebook_dir)
+    if not notebooks:
+        raise KitError(f"no notebooks (NN_name.ipynb) in {notebook_dir}")
+    parameters = check_parameters(parameters or {}, notebooks)
+    profile = given_once("PROFILE", "--profile", profile, parameters, str) or "tiny"
+    run_dir = given_once("RUN_DIR", "--run-dir", run_dir, parameters, lambda p: Path(p).expanduser().resolve())
     get_profile(profile)  # fail fast on a typo, listing the valid names
-    parameters = check_parameters(parameters or {}, list_notebooks(prefixes, notebook_dir))
     run_dir = prepare_run_dir(run_dir or KIT_ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S"))
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
-    params = {"PROFILE": profile, "RUN_DIR": str(run_dir), **_absolute_paths(parameters or {})}
+    params = {"PROFILE": profile, "RUN_DIR": str(run_dir), **absolute_paths(parameters)}
     summary = {"run_dir": str(run_dir), "profile": profile, "parameters": params, "notebooks": [], "failure": None}
-    for nb in list_notebooks(prefixes, notebook_dir):
+    for nb in notebooks:
         start = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, kernel_name="python3",
@@ -97,70 +130,6 @@ def run_course(profile: str = "tiny", run_dir: str | Path | None = None, paramet
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     write_report(summary)
     return summary
-
-
-def notebook_parameters(notebooks: list[Path]) -> dict[str, dict[str, str]]:
-    """{notebook name: {parameter: its default, as written in the `parameters` cell}} (papermill's reading)."""
-    import papermill as pm
-
-    return {nb.stem: {k: v["default"] for k, v in pm.inspect_notebook(str(nb)).items()} for nb in notebooks}
-
-
-def _expected_type(default: str):
-    """The type a parameter's literal default has (None: no literal, or None, so any value is accepted)."""
-    import ast
-
-    try:
-        value = ast.literal_eval(default)
-    except (ValueError, SyntaxError):
-        return str  # an expression such as default_run_dir() or str(KIT_ROOT / ...): a path or a name
-    return None if value is None else type(value)
-
-
-def _convert(name: str, value, default: str, where: str):
-    expected = _expected_type(default)
-    if expected is None or value is None and expected is str or type(value) is expected:
-        return value
-    if expected is float and type(value) is int:
-        return float(value)
-    if expected is str and type(value) in (int, float):
-        return str(value)
-    raise KitError(f"parameter {name}: expected {expected.__name__} (its default in {where} is {default}), got "
-                   f"{value!r} ({type(value).__name__}). Fix: give a value of type {expected.__name__}, e.g. "
-                   f"-p {name} {default}.")
-
-
-def check_parameters(parameters: dict, notebooks: list[Path]) -> dict:
-    """Check run parameters against the notebooks' `parameters` cells before anything runs.
-
-    Returns:
-        The parameters, each converted to its default's type (an int for a float parameter, a number for a
-        string one).
-
-    Raises:
-        KitError: an unknown name (with a close match and every notebook's parameters), or a value of the
-            wrong type (naming the parameter and the notebook that defines it).
-    """
-    import difflib
-
-    declared = notebook_parameters(notebooks)
-    known: dict[str, tuple[str, str]] = {}
-    for nb, params in declared.items():
-        for name, default in params.items():
-            known.setdefault(name, (default, nb))
-    unknown = [name for name in parameters if name not in known]
-    if unknown:
-        hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
-            name, known, n=1)) else "") for name in unknown]
-        listing = "; ".join(f"{nb}: {', '.join(params)}" for nb, params in declared.items())
-        raise KitError(f"unknown parameter {', '.join(hints)}. The notebooks to run take: {listing}.")
-    return {name: _convert(name, value, *known[name]) for name, value in parameters.items()}
-
-
-def _absolute_paths(parameters: dict) -> dict:
-    """`*_PATH` parameters naming a file or folder relative to here, made absolute: notebooks run in notebooks/."""
-    return {k: str(Path(v).resolve()) if k.endswith("_PATH") and isinstance(v, str) and v
-            and not Path(v).is_absolute() and Path(v).exists() else v for k, v in parameters.items()}
 
 
 def collect_metrics(run_dir: str | Path) -> dict:
@@ -182,30 +151,20 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _load_parameters(path: str | None, pairs: list[list[str]]) -> dict:
-    """Notebook parameters from a YAML file (as papermill -f) and NAME VALUE pairs (as papermill -p)."""
-    import yaml
-
-    params = dict(yaml.safe_load(Path(path).read_text()) or {}) if path else {}
-    for key, value in pairs:
-        params[key] = yaml.safe_load(value)  # "3" -> 3, "true" -> True, like papermill -p
-    return params
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="tiny", help="profile name (see helpers.profiles)")
+    parser.add_argument("--profile", help="profile name (see helpers.profiles); default: tiny")
     parser.add_argument("--run-dir", help="default: runs/<timestamp>")
     parser.add_argument("-f", "--parameters-file", help="YAML of notebook parameters (as papermill -f)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
-    parser.add_argument("--notebooks", nargs="*", help="number prefixes to run, e.g. 00 01")
+    parser.add_argument("--notebooks", nargs="+", help="numbers or name prefixes to run, e.g. 0 1 (or 00 01)")
     parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two runs' metrics and exit")
     args = parser.parse_args(argv)
-    if args.compare:
-        print(compare_runs(*args.compare))
-        return 0
     try:
-        summary = run_course(args.profile, args.run_dir, _load_parameters(args.parameters_file, args.parameter),
+        if args.compare:
+            print(compare_runs(*args.compare))
+            return 0
+        summary = run_course(args.profile, args.run_dir, load_parameters(args.parameters_file, args.parameter),
                              args.notebooks)
     except (KitError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

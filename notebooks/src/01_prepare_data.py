@@ -49,11 +49,11 @@ PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline C
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 DATA_PATH = str(KIT_ROOT / "data" / "preferences.jsonl")  # preference pairs: a file, folder or Hub dataset
-DATA_SPLIT = None  # a Hub or folder dataset's split (default "train"); for a file, keep rows with this `split`
-DATA_LIMIT = None  # read at most this many rows (e.g. 2000 of a large Hub dataset)
+DATA_SPLIT: str = None  # a Hub or folder dataset's split (default "train"); for a file, keep rows with this `split`
+DATA_LIMIT: int = None  # read at most this many rows (e.g. 2000 of a large Hub dataset)
 MARGIN = False  # True: score differences (UltraFeedback, SHP) become TRL's `margin` column
 UNPAIRED_PATH = str(KIT_ROOT / "data" / "unpaired.jsonl")  # natively unpaired rows for KTO, or None
-RATING_THRESHOLD = None  # unpaired rows with a `rating` but no `label`: ratings at or above it are desirable
+RATING_THRESHOLD: float = None  # unpaired rows with a `rating` but no `label`: ratings at or above it are desirable
 ON_ERROR = "report"  # or "raise"
 
 # %% [markdown]
