@@ -12,7 +12,7 @@ from .rows import FIXES, LONE_SURROGATE
 
 def _surrogate(text: str, field: str) -> str | None:
     """Why a text cannot be tokenized or written as UTF-8 (a lone surrogate escape), or None."""
-    match = LONE_SURROGATE.search(text)
+    match = None if text.isascii() else LONE_SURROGATE.search(text)
     return None if match is None else (f"field '{field}': a lone surrogate {ascii(match.group())} at character "
                                        f"{match.start()}, not valid Unicode: {FIXES['invalid_unicode']}")
 
