@@ -51,6 +51,25 @@ def require_safetensors(folder, what: str = "model") -> None:
                        "by default).")
 
 
+def probe_writable(folder) -> None:
+    """Create, write and remove a file in `folder` to prove it is writable.
+
+    The file gets a fresh random name, created with O_EXCL (`tempfile.mkstemp`): a fixed name could be a symlink
+    planted in a shared folder, and writing through it would overwrite the file it points to.
+
+    Raises:
+        OSError: the folder cannot be written (the caller names it and says what to do).
+    """
+    import tempfile
+
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".write_test.")
+    try:
+        os.write(fd, b"ok")
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
 @contextlib.contextmanager
 def expect_error(*types: type[BaseException]):
     """Run a block that is *meant* to fail, and show the error as the learner would see it.

@@ -21,7 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .env import KIT_ROOT, KitError
+from .env import KIT_ROOT, KitError, probe_writable
 from .parameters import absolute_paths, check_parameters, given_once, load_parameters
 from .report import compare_runs, write_report
 
@@ -68,9 +68,7 @@ def prepare_run_dir(run_dir: str | Path) -> Path:
     try:
         for sub in ("metrics", "figures"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        probe_writable(run_dir)
     except OSError as err:
         raise KitError(f"RUN_DIR {str(run_dir)!r} is not writable ({err.strerror or err}). "
                        "Set RUN_DIR to a folder you can write, e.g. RUN_DIR = \"runs/default\".") from err

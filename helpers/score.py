@@ -32,6 +32,16 @@ def render_ids(tokenizer, prompt: list[dict], response: list[dict]) -> list[int]
     return tokenizer.apply_chat_template(prompt + response, tokenize=True, return_dict=False)
 
 
+def truncate_ids(ids: list[int], max_length: int | None, bos_id: int | None = None) -> list[int]:
+    """`ids` cut to `max_length` tokens keeping the END (and a leading BOS): the reward is read at the last token,
+    the end-of-turn token the model was trained to read it at, so the start of a long prompt is what gets dropped."""
+    if not max_length or len(ids) <= max_length:
+        return ids
+    if bos_id is not None and ids[0] == bos_id and max_length > 1:
+        return [ids[0], *ids[len(ids) - max_length + 1:]]
+    return ids[len(ids) - max_length:]
+
+
 def pad_batch(batch: list[list[int]], pad_id: int, padding_side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) of token-id lists padded to one width with `pad_id`; with right padding the last
     real token of row i sits at `attention_mask[i].sum() - 1`."""
@@ -144,7 +154,8 @@ class RewardScorer:
         Args:
             quantization: None (fp32 on CPU, the dtype policy on GPU), "8bit" or "4bit" (bitsandbytes).
             device: "cuda" or "cpu"; default: cuda when available.
-            max_length: truncate longer inputs (counted in `.truncated`); default: the manifest's, if any.
+            max_length: truncate longer inputs, keeping the end (`truncate_ids`; counted in `.truncated`); default:
+                the manifest's, if any, else no limit (the scoring CLI defaults to max_position_embeddings).
 
         Raises:
             ValueError: the checkpoint has no trained `score` head (loading would initialise it at random).
@@ -191,7 +202,7 @@ class RewardScorer:
         ids = self.tokens(prompt, response)
         if self.max_length and len(ids) > self.max_length:
             self.truncated += 1
-            ids = ids[: self.max_length]
+            ids = truncate_ids(ids, self.max_length, self.tokenizer.bos_token_id)
         return ids
 
     def _score_ids(self, batch: list[list[int]], padding_side: str = "right") -> np.ndarray:
@@ -216,12 +227,17 @@ class RewardScorer:
     def iter_batches(self, items, batch_size: int = 16, padding_side: str = "right", progress: bool = False):
         """Yield (positions in `items`, raw rewards) one batch at a time, shortest inputs first.
 
-        For callers that write as they go (the scoring CLI): each batch's rewards are final when yielded.
+        For callers that write as they go: each batch's rewards are final when yielded.
         """
-        from tqdm.auto import tqdm
-
         ids = [self._ids(*item) if not isinstance(item, dict) else self._ids(item["prompt"], item["response"])
                for item in items]
+        yield from self.iter_id_batches(ids, batch_size, padding_side, progress)
+
+    def iter_id_batches(self, ids: list[list[int]], batch_size: int = 16, padding_side: str = "right",
+                        progress: bool = False):
+        """`iter_batches` for inputs tokenized already (`tokens`, then `truncate_ids`): (positions, raw rewards)."""
+        from tqdm.auto import tqdm
+
         order = np.argsort([len(x) for x in ids], kind="stable")
         for start in tqdm(range(0, len(ids), batch_size), disable=not progress, desc="scoring", unit="batch"):
             chunk = order[start:start + batch_size]

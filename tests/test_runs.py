@@ -28,6 +28,17 @@ def test_unwritable_run_dir_is_a_clear_error(tmp_path):
         prepare_run_dir(blocker / "run")
 
 
+def test_the_write_probe_follows_no_planted_symlink(tmp_path):
+    """A shared RUN_DIR where someone planted `.write_test` -> another file: the probe must not write through it."""
+    victim, run = tmp_path / "victim.txt", tmp_path / "run"
+    victim.write_text("precious")
+    run.mkdir()
+    (run / ".write_test").symlink_to(victim)
+    prepare_run_dir(run)
+    assert victim.read_text() == "precious" and (run / ".write_test").is_symlink()
+    assert sorted(p.name for p in run.iterdir()) == [".write_test", "figures", "metrics"]  # the probe is removed
+
+
 def test_metrics_round_trip(tmp_path):
     save_metrics(tmp_path, "00_setup", {"ready": True, "名": "ok"})
     assert collect_metrics(tmp_path) == {"00_setup": {"ready": True, "名": "ok"}}
