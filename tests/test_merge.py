@@ -110,6 +110,48 @@ def test_shard_merge_refuses_an_adapter_for_another_base(export, tmp_path):
         merge_adapter_by_shard(tmp_path / "other", export["adapter"], tmp_path / "out", torch.float32, 0)
 
 
+def _adapter_with(adapter_dir, out_dir, change):
+    """A copy of an adapter whose tensors `change` rewrote."""
+    out_dir = shutil.copytree(adapter_dir, out_dir)
+    path = out_dir / "adapter_model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        tensors = change({k: f.get_tensor(k) for k in f.keys()})
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return out_dir
+
+
+def _wider_head(tensors):
+    return {k: torch.cat([v, torch.zeros(1, 8)], dim=1) if ".score." in k else v for k, v in tensors.items()}
+
+
+def test_shard_merge_refuses_an_adapter_for_a_base_of_another_width(export, tmp_path):
+    from helpers.env import KitError
+    from helpers.tiny import build_tiny_model
+
+    build_tiny_model("llama3", tmp_path / "narrow", seed=1, hidden=64)  # same layer names, other shapes
+    with pytest.raises(KitError, match=r"does not fit the base .*narrow.*: model.layers.0.mlp.down_proj.weight "
+                                       r"is \[64, 192\] in the base, the adapter's update is \[128, 384\].*Fix: "
+                                       r"merge it into the base it was trained on \(.*base_model_name_or_path"):
+        merge_adapter_by_shard(tmp_path / "narrow", export["adapter"], tmp_path / "out", torch.float32, 0)
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_shard_merge_refuses_a_head_of_the_wrong_width(export, tiny_rm_base, tmp_path):
+    from helpers.env import KitError
+
+    wide = _adapter_with(export["adapter"], tmp_path / "wide_head", _wider_head)
+    with pytest.raises(KitError, match=r"score.weight is \[1, 136\] in the adapter .*hidden_size 128.*\[1, 128\]"):
+        merge_adapter_by_shard(tiny_rm_base, wide, tmp_path / "out", torch.float32, 0)
+
+
+def test_verifier_reports_a_head_of_the_wrong_width_against_its_adapter(broken, export, tmp_path):
+    """A folder merged before the check above: the verifier names the shapes instead of raising a RuntimeError."""
+    wide = _adapter_with(export["adapter"], tmp_path / "wide_head", _wider_head)
+    _rewrite_weights(broken, _wider_head)
+    message = _failure(broken, export["probes"], "head", adapter_dir=wide)
+    assert "[1, 136]" in message and "hidden_size 128" in message and "merge" in message
+
+
 def test_merged_model_is_rebuilt_in_a_fresh_runtime_from_what_drive_kept(export, tiny_rm_base, tmp_path, monkeypatch):
     """Colab: notebook 04 starts on an empty local disk; the adapter and 03's metrics on Drive rebuild rm_merged."""
     import helpers.merge_shards as shards
