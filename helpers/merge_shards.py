@@ -172,5 +172,6 @@ def ensure_merged_model(run_dir, profile, token: str | None = None) -> Path:
                            extra_config={"value_head_prefix": "score", **norm})
     tokenizer.save_pretrained(out)
     write_consumer_keys(out)
-    write_reward_head_manifest(out, tokenizer, base_model=profile.rm_base, adapter_dir=adapter_dir, normalization=norm)
+    write_reward_head_manifest(out, tokenizer, base_model=profile.rm_base, adapter_dir=adapter_dir, normalization=norm,
+                               run_dir=run_dir)
     return out

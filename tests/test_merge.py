@@ -171,6 +171,7 @@ def test_merged_model_is_rebuilt_in_a_fresh_runtime_from_what_drive_kept(export,
                                                                            export["probes"]), atol=1e-5)
     assert json.loads((rebuilt / "config.json").read_text())["mean"] == pytest.approx(export["norm"]["mean"])
     _assert_read_alike_by_transformers_4_and_5_and_vllm(rebuilt)
+    assert json.loads((rebuilt / "reward_head.json").read_text())["adapter_source"] == "rm_adapter"  # on Drive
     assert ensure_merged_model(run_dir, profile) == rebuilt  # present now: not rebuilt again
 
 
@@ -231,7 +232,27 @@ def test_config_carries_openrlhf_keys_and_manifest_describes_the_head(export):
     manifest = json.loads((export["dir"] / "reward_head.json").read_text())
     assert manifest["head"] == {"key": "score.weight", "shape": [1, 128], "bias": False}
     assert manifest["pad_token_id"] == config["pad_token_id"] and len(manifest["chat_template_sha256"]) == 64
-    assert manifest["dtype"] == "float32" and manifest["adapter_source"] == str(export["adapter"])
+    assert manifest["dtype"] == "float32" and manifest["adapter_source"] == export["adapter"].name  # both in basetemp
+
+
+def test_manifest_and_llamafactory_yaml_carry_no_machine_paths(export, tiny_rm_base, tmp_path):
+    """A run folder copied or uploaded elsewhere must not name this machine's folders; readers still find things."""
+    run = tmp_path / "run"
+    shutil.copytree(export["adapter"], run / "rm_adapter")
+    shutil.copytree(tiny_rm_base, run / "models" / "tiny-llama3")
+    merged = shutil.copytree(export["dir"], run / "rm_merged", ignore=shutil.ignore_patterns("llamafactory"))
+    manifest = write_reward_head_manifest(merged, export["tokenizer"], run / "models" / "tiny-llama3",
+                                          run / "rm_adapter", export["norm"], run_dir=run)
+    assert (manifest["adapter_source"], manifest["base_model"]) == ("rm_adapter", "models/tiny-llama3")
+    assert (run / manifest["adapter_source"] / "adapter_config.json").exists()
+    elsewhere = write_reward_head_manifest(merged, export["tokenizer"], "meta-llama/Meta-Llama-3-8B",
+                                           tmp_path / "my_adapter", export["norm"], run_dir=run)
+    assert (elsewhere["base_model"], elsewhere["adapter_source"]) == ("meta-llama/Meta-Llama-3-8B", "my_adapter")
+    assert "relative to the run folder" in elsewhere["paths"]
+    lf = export_llamafactory(merged, export["tokenizer"], merged / "llamafactory", base_path=tiny_rm_base)
+    for text in ((merged / "reward_head.json").read_text(), (lf / "llamafactory_ppo.yaml").read_text()):
+        assert str(tmp_path) not in text and "/tmp" not in text, text
+    assert "reward_model: rm_merged/llamafactory" in (lf / "llamafactory_ppo.yaml").read_text()
 
 
 def test_llamafactory_layout_reproduces_the_scores(export, kit_pairs):
