@@ -97,7 +97,8 @@ def kto_config(profile, run_dir: str | Path, seed: int = 42, cpu: bool | None = 
         **_common(profile, seed, _cpu(cpu), dtype_policy(dtype)), "lora_task_type": "CAUSAL_LM",
         "output_dir": "kto_adapter_cli", "learning_rate": profile.kto_learning_rate,
         "num_train_epochs": profile.kto_epochs, "per_device_train_batch_size": profile.kto_batch_size,
-        "max_length": profile.max_length, "beta": profile.kto_beta,
+        "gradient_accumulation_steps": profile.gradient_accumulation_steps, "max_length": profile.max_length,
+        "beta": profile.kto_beta,
         "desirable_weight": float(weights[0]), "undesirable_weight": float(weights[1]), "eval_strategy": "no",
     }
 

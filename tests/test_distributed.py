@@ -77,6 +77,7 @@ def test_exported_configs_carry_the_notebook_recipe(run_dir):
     assert reward["pad_token"] == "<|finetune_right_pad_id|>" and (run_dir / reward["chat_template_path"]).exists()
     assert sorted(p.name for p in (run_dir / reward["dataset_name"]).iterdir()) == ["test.jsonl", "train.jsonl"]
     assert kto["lora_task_type"] == "CAUSAL_LM" and kto["desirable_weight"] == 1.4 and kto["beta"] == 0.1
+    assert kto["gradient_accumulation_steps"] == profile.gradient_accumulation_steps  # notebook 05 passes it too
     assert set(ACCELERATE_CHOICES) == {"multi_gpu", "zero2", "zero3", "fsdp2"}
 
 
