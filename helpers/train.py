@@ -133,7 +133,7 @@ def _unusable(checkpoint: Path) -> str | None:
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as err:
-        return f"its trainer_state.json is cut short or corrupt ({err.msg} at line {err.lineno})"
+        return f"its trainer_state.json is cut short or corrupt ({err.msg}: line {err.lineno}, column {err.colno})"
     return None if isinstance(parsed, dict) else "its trainer_state.json is not a JSON object"
 
 
