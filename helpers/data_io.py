@@ -2,8 +2,9 @@
 
 Every reader yields `(unit, number, record or RowError, raw)`: unit is "line" (JSON lines, CSV: the file's line
 number, 1-based) or "record" (a JSON array, a Parquet file, a dataset: the 0-based index). A file that cannot be
-read at all raises `DataError` once, naming the file and the fix. JSON objects whose keys repeat, integers too long
-for Python and nesting too deep for its parser become rows `helpers.data` can drop with the field named.
+read at all (unreadable, a corrupt gzip, not Parquet) raises `DataError` once, naming the file and the fix. JSON
+objects whose keys repeat, CSV rows under a header that names a column twice, integers too long for Python and
+nesting too deep for its parser become rows `helpers.data` can drop with the field named.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from pathlib import Path
 
 from .env import KitError
@@ -193,11 +195,24 @@ def _csv_cell(cell: str):
 NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors="surrogateescape"
 
 
+def _repeated_column(header: list[str]) -> RowError | None:
+    """A header naming one column twice: csv.DictReader (and pandas' 'x.1') would keep or rename one silently."""
+    first: dict[str, int] = {}
+    for i, column in enumerate(header, 1):
+        if column in first and column.strip():  # trailing empty header cells (spreadsheets write them) name nothing
+            return RowError("duplicate_key", column, f"the header (line 1) names the column {column!r} twice "
+                            f"(columns {first[column]} and {i}), so the row holds two values for it",
+                            "rename or delete one of the two columns in the header (line 1).")
+        first[column] = i
+    return None
+
+
 def csv_rows(data: bytes, name: str):
     """CSV with a header; a cell holding a JSON list is parsed; line numbers count the header and line breaks."""
     lines = list(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
     reader = csv.reader(lines)
     header, prev = next(reader, []), 1
+    repeated = _repeated_column(header)
     try:
         for cells in reader:
             start, prev = prev + 1, reader.line_num
@@ -207,6 +222,8 @@ def csv_rows(data: bytes, name: str):
             if NOT_UTF8.search(raw):
                 yield "line", start, RowError("undecodable_bytes", "(line)", "bytes that are not UTF-8"), \
                     raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            elif repeated:
+                yield "line", start, repeated, raw
             elif len(cells) != len(header):
                 yield "line", start, RowError("bad_structure", "(row)", f"{len(cells)} cells, the header has "
                                               f"{len(header)}"), raw
@@ -217,15 +234,15 @@ def csv_rows(data: bytes, name: str):
                         "Fix: check the quoting on that line.") from None
 
 
-def _parquet_rows(path: Path, name: str):
+def _parquet_rows(data: bytes, name: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if path.stat().st_size == 0:
+    if not data:
         raise DataError(f"{name}: the file is empty (0 bytes), so it is not a Parquet file. Fix: write it again "
                         "(e.g. Dataset.to_parquet), or give the rows as JSON lines.")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{name}: not a Parquet file that can be read ({type(err).__name__}: {err}). Fix: write "
                         "it again (e.g. Dataset.to_parquet), or give the rows as JSON lines.") from None
@@ -240,25 +257,35 @@ def file_format(path: Path) -> tuple[str | None, bool]:
     return FILE_FORMATS.get(suffixes[-1] if suffixes else ""), False
 
 
+def _read_bytes(path: Path, name: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:  # no permission, a device or /proc file that refuses reads, a disk error
+        raise DataError(f"{name}: cannot read the file ({err.strerror or err}). Fix: check that it is a regular "
+                        "file you may read (ls -l; chmod u+r on your own file), or copy it somewhere readable."
+                        ) from None
+
+
 def _file_bytes(path: Path, name: str) -> tuple[bytes, str]:
-    data = path.read_bytes()
+    data = _read_bytes(path, name)
     if not data.startswith(GZIP_MAGIC):
-        return data.removeprefix(b"\xef\xbb\xbf"), ""  # a UTF-8 byte-order mark is not data
+        return data, ""
     try:
         data = gzip.decompress(data)
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:  # a bad header or a cut file: OSError/EOFError; a bad block: zlib
         raise DataError(f"{name}: a gzip file that cannot be decompressed ({err}): cut short or corrupt. "
                         "Fix: copy or download it again.") from None
-    return data.removeprefix(b"\xef\xbb\xbf"), "gzip-compressed: decompressed while reading"
+    return data, "gzip-compressed: decompressed while reading"
 
 
 def file_records(path: Path):
     """-> (name, format, note, records) for a local file; DataError for one that cannot be read at all."""
     name = str(path)
     fmt, _ = file_format(path)
-    if fmt == "parquet":
-        return name, fmt, "", _parquet_rows(path, name)
     data, note = _file_bytes(path, name)
+    if fmt == "parquet":
+        return name, fmt, note, _parquet_rows(data, name)
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not data
     if not data.strip():
         return name, fmt, "the file is empty: no rows", iter(())
     if fmt == "csv":

@@ -245,6 +245,19 @@ def large_files_dir(run_dir) -> Path:
     return run_dir
 
 
+def run_relative(path, run_dir) -> str:
+    """`path` as files in a run folder record it, so a copied or uploaded folder names none of this machine's.
+
+    Inside `run_dir`: relative to it ("rm_adapter", "models/tiny-llama3"). A hub id: as given. A local folder
+    outside `run_dir`: its name only (the full path would be this machine's).
+    """
+    given = Path(path)
+    if not given.is_absolute() and not given.exists():  # a hub id such as "meta-llama/Meta-Llama-3-8B"
+        return str(path)
+    found, run = given.resolve(), Path(run_dir).resolve()
+    return found.relative_to(run).as_posix() if found.is_relative_to(run) else found.name
+
+
 def kit_subprocess_env() -> dict[str, str]:
     """The environment for a `python -m helpers...` subprocess, with this kit importable.
 

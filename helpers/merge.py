@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .env import KitError, pick_dtype, quiet_transformers, require_safetensors
+from .env import KitError, pick_dtype, quiet_transformers, require_safetensors, run_relative
 from .score import pad_batch, spearman
 
 MANIFEST = "reward_head.json"
@@ -217,6 +217,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 _PPO_YAML = """\
 # LLaMA-Factory PPO with this reward model. Had LLaMA-Factory trained the RM, its own export would keep
 # the value head only with `stage: rm` (llamafactory-cli export ... finetuning_type: lora, stage: rm).
+# reward_model is relative to the folder holding rm_merged/ (the run folder): run llamafactory-cli from
+# there, or write the folder's absolute path.
 stage: ppo
 do_train: true
 model_name_or_path: YOUR_POLICY_MODEL
@@ -284,7 +286,8 @@ def export_llamafactory(merged_dir, tokenizer, out_dir, base_path, token: str | 
         weight = f.get_tensor("score.weight")
     save_file({"v_head.summary.weight": weight, "v_head.summary.bias": torch.zeros(1, dtype=weight.dtype)},
               str(out_dir / VALUE_HEAD_FILE), metadata={"format": "pt"})
-    (out_dir / "llamafactory_ppo.yaml").write_text(_PPO_YAML.format(template=template, path=out_dir.resolve()))
+    ppo = _PPO_YAML.format(template=template, path=run_relative(out_dir, merged_dir.parent))
+    (out_dir / "llamafactory_ppo.yaml").write_text(ppo)
     write_consumer_keys(out_dir)
     return out_dir
 
@@ -319,11 +322,17 @@ def chat_template_sha256(tokenizer) -> str:
     return hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()
 
 
-def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir, normalization: dict) -> dict:
-    """Write `reward_head.json` beside a saved reward model: what a consumer needs to read a reward correctly."""
+def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir, normalization: dict,
+                               run_dir=None) -> dict:
+    """Write `reward_head.json` beside a saved reward model: what a consumer needs to read a reward correctly.
+
+    `base_model` and `adapter_dir` are recorded relative to `run_dir` (default: `out_dir`'s parent, the run folder
+    when rm_merged is in it), so the file names no folder of this machine (`helpers.env.run_relative`).
+    """
     from .merge_shards import INDEX
 
     out_dir, index = Path(out_dir), Path(out_dir) / INDEX
+    run_dir = Path(run_dir) if run_dir is not None else out_dir.parent
     shard = json.loads(index.read_text())["weight_map"]["score.weight"] if index.exists() else "model.safetensors"
     with safe_open(str(out_dir / shard), "pt") as f:
         weight, has_bias = f.get_tensor("score.weight"), "score.bias" in f.keys()
@@ -333,7 +342,9 @@ def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir,
         "head": {"key": "score.weight", "shape": list(weight.shape), "bias": has_bias},
         "pad_token_id": config["pad_token_id"], "pad_token": tokenizer.pad_token, "pooling": POOLING,
         "chat_template_sha256": chat_template_sha256(tokenizer), "normalization": normalization,
-        "base_model": str(base_model), "adapter_source": str(adapter_dir),
+        "base_model": run_relative(base_model, run_dir), "adapter_source": run_relative(adapter_dir, run_dir),
+        "paths": "base_model and adapter_source are relative to the run folder (RUN_DIR); a hub id as given; a "
+                 "local folder outside the run folder by its name only",
         "dtype": str(weight.dtype).removeprefix("torch."),
         "exports": {
             "transformers": {"dir": ".", "versions": "4.x and 5.x", "class": "AutoModelForSequenceClassification",

@@ -57,6 +57,30 @@ def _base_shards(base_path, token: str | None = None) -> list[str]:
     return [cached_file(base_path, name, token=token) for name in names]
 
 
+def _check_fits(base_path, adapter_dir, shards: list[str], lora: dict, head: dict, hidden: int) -> None:
+    """Refuse, before writing anything, an adapter whose weights or head do not fit this base."""
+    shapes = {}
+    for shard in shards:
+        with safe_open(shard, "pt") as f:
+            shapes.update({key: list(f.get_slice(key).get_shape()) for key in f.keys()})
+    base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    fix = f"Fix: merge it into the base it was trained on (adapter_config.json's base_model_name_or_path: {base!r})."
+    absent = sorted(set(lora) - set(shapes))
+    if absent:
+        raise KitError(f"The adapter {adapter_dir} adapts weights the base {base_path} does not have: "
+                       f"{absent[:3]}. {fix}")
+    wrong = [f"{k} is {shapes[k]} in the base, the adapter's update is {[ab['B'].shape[0], ab['A'].shape[1]]}"
+             for k, ab in sorted(lora.items()) if shapes[k] != [ab["B"].shape[0], ab["A"].shape[1]]]
+    if wrong:
+        raise KitError(f"The adapter {adapter_dir} does not fit the base {base_path}: {'; '.join(wrong[:2])}"
+                       f"{f' (and {len(wrong) - 2} more)' if len(wrong) > 2 else ''}. {fix}")
+    for key, weight in head.items():
+        if key == "score.weight" and list(weight.shape) != [1, hidden]:
+            raise KitError(f"score.weight is {list(weight.shape)} in the adapter {adapter_dir}, but a reward head on "
+                           f"the base {base_path} (hidden_size {hidden}) is [1, {hidden}]: one reward per sequence "
+                           f"from the last hidden state. {fix}")
+
+
 def _sequence_classifier_config(base_path, dtype, pad_token_id: int, extra: dict | None, token: str | None):
     from transformers import AutoConfig
 
@@ -92,7 +116,8 @@ def merge_adapter_by_shard(base_path, adapter_dir, out_dir, dtype: torch.dtype, 
     if not head:  # what transformers' init gives a new Linear head: normal(0, initializer_range)
         generator = torch.Generator().manual_seed(seed)
         head = {"score.weight": torch.randn(1, config.hidden_size, generator=generator) * config.initializer_range}
-    out_dir, shards, weight_map, merged = Path(out_dir), _base_shards(base_path, token), {}, set()
+    out_dir, shards, weight_map = Path(out_dir), _base_shards(base_path, token), {}
+    _check_fits(base_path, adapter_dir, shards, lora, head, config.hidden_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, shard in enumerate(tqdm(shards, desc="merging shards")):
         name, tensors = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors", {}
@@ -103,14 +128,10 @@ def merge_adapter_by_shard(base_path, adapter_dir, out_dir, dtype: torch.dtype, 
                 weight = f.get_tensor(key)
                 if key in lora:
                     weight = weight.float() + scale * (lora[key]["B"].float() @ lora[key]["A"].float())
-                    merged.add(key)
                 tensors[key] = weight.to(dtype) if weight.is_floating_point() else weight
         save_file(tensors, str(out_dir / name), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(tensors, name))
         del tensors
-    if merged != set(lora):
-        raise KitError(f"The adapter {adapter_dir} adapts weights the base {base_path} does not have: "
-                       f"{sorted(set(lora) - merged)[:3]}. Merge it into the base it was trained on.")
     save_file({k: v.to(dtype).contiguous() for k, v in head.items()}, str(out_dir / HEAD_SHARD),
               metadata={"format": "pt"})
     weight_map.update(dict.fromkeys(head, HEAD_SHARD))
@@ -151,5 +172,6 @@ def ensure_merged_model(run_dir, profile, token: str | None = None) -> Path:
                            extra_config={"value_head_prefix": "score", **norm})
     tokenizer.save_pretrained(out)
     write_consumer_keys(out)
-    write_reward_head_manifest(out, tokenizer, base_model=profile.rm_base, adapter_dir=adapter_dir, normalization=norm)
+    write_reward_head_manifest(out, tokenizer, base_model=profile.rm_base, adapter_dir=adapter_dir, normalization=norm,
+                               run_dir=run_dir)
     return out

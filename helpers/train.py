@@ -6,6 +6,7 @@ the notebook, where the learner reads them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -121,18 +122,35 @@ def _checkpoint_step(path: Path) -> int:
     return int(path.name.split("-")[-1]) if path.name[11:].isdigit() else -1
 
 
+def _unusable(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (None: it can): its trainer_state.json is missing or does not parse."""
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "incomplete (no trainer_state.json: the save was interrupted)"
+    text = state.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        return "its trainer_state.json is empty (the save was interrupted, or the disk was full)"
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        return f"its trainer_state.json is cut short or corrupt ({err.msg}: line {err.lineno}, column {err.colno})"
+    return None if isinstance(parsed, dict) else "its trainer_state.json is not a JSON object"
+
+
 def latest_checkpoint(folder: str | Path, verbose: bool = True) -> str | None:
     """The newest *complete* `checkpoint-N` folder under `folder`, or None (nothing to resume).
 
     The Trainer writes `trainer_state.json` last (transformers trainer.py, `_save_checkpoint`), so a folder
-    without it was cut off mid-save (a disconnect, a kill): it is skipped, and said so.
+    without it, or with one that is empty or does not parse (a kill or a full disk while it was written), was cut
+    off mid-save: resuming from it would fail in `TrainerState.load_from_json`. It is skipped, and said so.
     """
     found = sorted(Path(folder).glob("checkpoint-*"), key=_checkpoint_step)
-    complete = [p for p in found if (p / "trainer_state.json").is_file()]
-    skipped = [p.name for p in found if p not in complete and _checkpoint_step(p) > _checkpoint_step(complete[-1])] \
-        if complete else [p.name for p in found]
+    reasons = {p: _unusable(p) for p in found}
+    complete = [p for p in found if reasons[p] is None]
+    newest = _checkpoint_step(complete[-1]) if complete else -2
+    skipped = [f"{p.name}: {reasons[p]}" for p in found if reasons[p] and _checkpoint_step(p) > newest]
     if skipped and verbose:
-        print(f"skipping {', '.join(skipped)}: incomplete (no trainer_state.json: the save was interrupted); "
+        print(f"skipping {'; '.join(skipped)}; "
               + (f"resuming from {complete[-1].name}" if complete else "no complete checkpoint to resume from"))
     return str(complete[-1]) if complete else None
 

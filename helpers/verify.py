@@ -79,6 +79,11 @@ def _check_head(model, adapter_dir, report: dict) -> str:
                 "in a trained one). "
                 "Retrain with LoraConfig(..., task_type=\"SEQ_CLS\").")
     merged = head.weight.detach().cpu()
+    if saved.shape != merged.shape:
+        return (f"score.weight in {adapter_dir} is {list(saved.shape)}, but this model's head is "
+                f"{list(merged.shape)} (hidden_size {hidden}): the adapter was trained on another base, or its head "
+                "was changed. Merge the adapter into the base it was trained on (adapter_config.json's "
+                "base_model_name_or_path), or pass the adapter this model was merged from.")
     expected = saved.to(merged.dtype).float()  # a 16-bit merge rounds the fp32 head once: compare it rounded alike
     if not torch.allclose(merged.float(), expected, rtol=1e-3, atol=1e-6):
         return (f"score.weight differs from the head saved in {adapter_dir} (max |diff| "

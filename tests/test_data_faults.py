@@ -174,3 +174,76 @@ def test_invisible_class_is_unicode_s_non_space_control_and_format_characters():
                 if unicodedata.category(chr(c)) in ("Cc", "Cf") and not chr(c).isspace()}
     matched = {c for c in range(sys.maxunicode + 1) if INVISIBLE.match(chr(c))}
     assert matched == expected
+
+
+def _gzip_with_a_corrupt_block(data: bytes) -> bytes:
+    packed = bytearray(gzip.compress(data))
+    packed[30] ^= 0xFF  # inside the first deflate block: zlib.error, not OSError
+    packed[40] ^= 0xFF
+    return bytes(packed)
+
+
+def test_gzip_with_a_corrupt_deflate_block_is_one_clear_error(tmp_path):
+    path = tmp_path / "pairs.jsonl.gz"
+    path.write_bytes(_gzip_with_a_corrupt_block(lines(*GOOD * 500).encode()))
+    with pytest.raises(DataError, match=r"pairs.jsonl.gz: a gzip file that cannot be decompressed .*Fix: "):
+        load_preferences(path)
+
+
+def test_gzipped_parquet_is_read_like_parquet(tmp_path):
+    from datasets import Dataset
+
+    plain = tmp_path / "pairs.parquet"
+    Dataset.from_list(GOOD).to_parquet(plain)
+    path = tmp_path / "pairs.parquet.gz"
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    dataset, report = load_preferences(path)
+    assert (report["read"], report["kept"], report["format"]) == (2, 2, "parquet")
+    assert "gzip" in report["note"] and dataset[1]["chosen"][0]["content"] == "Hi!"
+    path.write_bytes(_gzip_with_a_corrupt_block(plain.read_bytes() * 20))
+    with pytest.raises(DataError, match=r"pairs.parquet.gz: a gzip file that cannot be decompressed"):
+        load_preferences(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_a_file_that_cannot_be_read_is_one_clear_error(tmp_path, suffix):
+    """A link to /proc/self/mem is a 'file' whose read fails (EIO): the error names the file, not a traceback."""
+    path = tmp_path / f"pairs{suffix}"
+    path.symlink_to("/proc/self/mem")
+    with pytest.raises(DataError, match=rf"pairs{suffix}: cannot read the file \(.*Input/output error.*Fix: "):
+        load_preferences(path)
+
+
+def test_a_file_without_read_permission_is_one_clear_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(lines(*GOOD), encoding="utf-8")
+
+    def denied(self):  # chmod 000 does not stop root, who runs CI: the error a learner gets, raised directly
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(DataError, match=r"pairs.jsonl: cannot read the file \(Permission denied\).*Fix: .*chmod"):
+        load_preferences(path)
+
+
+def test_repeated_csv_column_is_reported_like_a_repeated_json_key(tmp_path):
+    """CSV keeps the last of two same-named columns silently, JSON the last of two same-named keys: both reported."""
+    path = tmp_path / "pairs.csv"
+    path.write_text("prompt,chosen,rejected,chosen\nA?,yes,no,maybe\nB?,fine,bad,good\n", encoding="utf-8")
+    rejected = tmp_path / "rejected.jsonl"
+    _, report = load_preferences(path, rejected_path=rejected)
+    assert (report["read"], report["kept"], report["dropped_by_reason"]) == (2, 0, {"duplicate_key": 2})
+    dropped = [json.loads(line) for line in rejected.read_text("utf-8").splitlines()]
+    assert [(d["line"], d["field"]) for d in dropped] == [(2, "chosen"), (3, "chosen")]
+    assert "pairs.csv, line 2, field 'chosen': the header (line 1) names the column 'chosen' twice " \
+           "(columns 2 and 4)" in dropped[0]["message"]
+    with pytest.raises(DataError, match=r"pairs.csv, line 2, field 'chosen': .*twice.*Fix: "):
+        load_preferences(path, on_error="raise")
+    json_path = tmp_path / "pairs.jsonl"
+    json_path.write_text('{"prompt": "A?", "chosen": "yes", "rejected": "no", "chosen": "maybe"}\n')
+    _, json_report = load_preferences(json_path)
+    assert json_report["dropped_by_reason"] == {"duplicate_key": 1}
+    path.write_text("prompt,chosen,rejected,,\nA?,yes,no,,\n", encoding="utf-8")  # a spreadsheet's empty columns
+    assert load_preferences(path)[1]["kept"] == 1

@@ -110,6 +110,48 @@ def test_shard_merge_refuses_an_adapter_for_another_base(export, tmp_path):
         merge_adapter_by_shard(tmp_path / "other", export["adapter"], tmp_path / "out", torch.float32, 0)
 
 
+def _adapter_with(adapter_dir, out_dir, change):
+    """A copy of an adapter whose tensors `change` rewrote."""
+    out_dir = shutil.copytree(adapter_dir, out_dir)
+    path = out_dir / "adapter_model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        tensors = change({k: f.get_tensor(k) for k in f.keys()})
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return out_dir
+
+
+def _wider_head(tensors):
+    return {k: torch.cat([v, torch.zeros(1, 8)], dim=1) if ".score." in k else v for k, v in tensors.items()}
+
+
+def test_shard_merge_refuses_an_adapter_for_a_base_of_another_width(export, tmp_path):
+    from helpers.env import KitError
+    from helpers.tiny import build_tiny_model
+
+    build_tiny_model("llama3", tmp_path / "narrow", seed=1, hidden=64)  # same layer names, other shapes
+    with pytest.raises(KitError, match=r"does not fit the base .*narrow.*: model.layers.0.mlp.down_proj.weight "
+                                       r"is \[64, 192\] in the base, the adapter's update is \[128, 384\].*Fix: "
+                                       r"merge it into the base it was trained on \(.*base_model_name_or_path"):
+        merge_adapter_by_shard(tmp_path / "narrow", export["adapter"], tmp_path / "out", torch.float32, 0)
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_shard_merge_refuses_a_head_of_the_wrong_width(export, tiny_rm_base, tmp_path):
+    from helpers.env import KitError
+
+    wide = _adapter_with(export["adapter"], tmp_path / "wide_head", _wider_head)
+    with pytest.raises(KitError, match=r"score.weight is \[1, 136\] in the adapter .*hidden_size 128.*\[1, 128\]"):
+        merge_adapter_by_shard(tiny_rm_base, wide, tmp_path / "out", torch.float32, 0)
+
+
+def test_verifier_reports_a_head_of_the_wrong_width_against_its_adapter(broken, export, tmp_path):
+    """A folder merged before the check above: the verifier names the shapes instead of raising a RuntimeError."""
+    wide = _adapter_with(export["adapter"], tmp_path / "wide_head", _wider_head)
+    _rewrite_weights(broken, _wider_head)
+    message = _failure(broken, export["probes"], "head", adapter_dir=wide)
+    assert "[1, 136]" in message and "hidden_size 128" in message and "merge" in message
+
+
 def test_merged_model_is_rebuilt_in_a_fresh_runtime_from_what_drive_kept(export, tiny_rm_base, tmp_path, monkeypatch):
     """Colab: notebook 04 starts on an empty local disk; the adapter and 03's metrics on Drive rebuild rm_merged."""
     import helpers.merge_shards as shards
@@ -129,6 +171,7 @@ def test_merged_model_is_rebuilt_in_a_fresh_runtime_from_what_drive_kept(export,
                                                                            export["probes"]), atol=1e-5)
     assert json.loads((rebuilt / "config.json").read_text())["mean"] == pytest.approx(export["norm"]["mean"])
     _assert_read_alike_by_transformers_4_and_5_and_vllm(rebuilt)
+    assert json.loads((rebuilt / "reward_head.json").read_text())["adapter_source"] == "rm_adapter"  # on Drive
     assert ensure_merged_model(run_dir, profile) == rebuilt  # present now: not rebuilt again
 
 
@@ -189,7 +232,27 @@ def test_config_carries_openrlhf_keys_and_manifest_describes_the_head(export):
     manifest = json.loads((export["dir"] / "reward_head.json").read_text())
     assert manifest["head"] == {"key": "score.weight", "shape": [1, 128], "bias": False}
     assert manifest["pad_token_id"] == config["pad_token_id"] and len(manifest["chat_template_sha256"]) == 64
-    assert manifest["dtype"] == "float32" and manifest["adapter_source"] == str(export["adapter"])
+    assert manifest["dtype"] == "float32" and manifest["adapter_source"] == export["adapter"].name  # both in basetemp
+
+
+def test_manifest_and_llamafactory_yaml_carry_no_machine_paths(export, tiny_rm_base, tmp_path):
+    """A run folder copied or uploaded elsewhere must not name this machine's folders; readers still find things."""
+    run = tmp_path / "run"
+    shutil.copytree(export["adapter"], run / "rm_adapter")
+    shutil.copytree(tiny_rm_base, run / "models" / "tiny-llama3")
+    merged = shutil.copytree(export["dir"], run / "rm_merged", ignore=shutil.ignore_patterns("llamafactory"))
+    manifest = write_reward_head_manifest(merged, export["tokenizer"], run / "models" / "tiny-llama3",
+                                          run / "rm_adapter", export["norm"], run_dir=run)
+    assert (manifest["adapter_source"], manifest["base_model"]) == ("rm_adapter", "models/tiny-llama3")
+    assert (run / manifest["adapter_source"] / "adapter_config.json").exists()
+    elsewhere = write_reward_head_manifest(merged, export["tokenizer"], "meta-llama/Meta-Llama-3-8B",
+                                           tmp_path / "my_adapter", export["norm"], run_dir=run)
+    assert (elsewhere["base_model"], elsewhere["adapter_source"]) == ("meta-llama/Meta-Llama-3-8B", "my_adapter")
+    assert "relative to the run folder" in elsewhere["paths"]
+    lf = export_llamafactory(merged, export["tokenizer"], merged / "llamafactory", base_path=tiny_rm_base)
+    for text in ((merged / "reward_head.json").read_text(), (lf / "llamafactory_ppo.yaml").read_text()):
+        assert str(tmp_path) not in text and "/tmp" not in text, text
+    assert "reward_model: rm_merged/llamafactory" in (lf / "llamafactory_ppo.yaml").read_text()
 
 
 def test_llamafactory_layout_reproduces_the_scores(export, kit_pairs):

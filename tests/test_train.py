@@ -215,6 +215,17 @@ def test_latest_checkpoint_skips_one_cut_off_mid_save_and_says_so(tmp_path, caps
     assert latest_checkpoint(only_broken) is None
 
 
+@pytest.mark.parametrize(("state", "why"), [("", "empty"), ('{"global_step": 36, "log_hist', "cut short"),
+                                             ("[1, 2]", "not a JSON object")])
+def test_latest_checkpoint_skips_one_whose_trainer_state_does_not_parse(tmp_path, capsys, state, why):
+    """A full disk or a kill while trainer_state.json is written leaves it empty or cut: resume would fail on it."""
+    _checkpoint(tmp_path, 24)
+    (_checkpoint(tmp_path, 36) / "trainer_state.json").write_text(state)
+    assert latest_checkpoint(tmp_path).endswith("checkpoint-24")
+    out = capsys.readouterr().out
+    assert f"skipping checkpoint-36: its trainer_state.json is {why}" in out and "resuming from checkpoint-24" in out
+
+
 def test_whole_run_loss_weights_each_logged_window_by_its_steps():
     logs = [{"loss": 0.7, "step": 4}, {"loss": 0.5, "step": 8}, {"eval_loss": 0.1, "step": 8},
             {"loss": 0.2, "step": 10}, {"train_loss": 0.2, "step": 10}]

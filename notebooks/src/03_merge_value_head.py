@@ -330,7 +330,7 @@ print((lf_dir / "llamafactory_ppo.yaml").read_text())
 from helpers.merge import write_reward_head_manifest
 
 manifest = write_reward_head_manifest(merged_dir, tokenizer, base_model=profile.rm_base, adapter_dir=adapter_dir,
-                                      normalization=norm)
+                                      normalization=norm, run_dir=run_dir)
 {k: manifest[k] for k in ("head", "pad_token_id", "pooling", "chat_template_sha256", "dtype")}
 
 # %% [markdown]
