@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from .chat import LLAMA3_CHAT_TEMPLATE, LLAMA3_PAD_TOKEN
 from .env import dtype_policy, run_relative
-from .tiny import LLAMA3_CHAT_TEMPLATE, LLAMA3_PAD_TOKEN
 
 # What each accelerate choice needs; the README's multi-GPU section repeats this table.
 ACCELERATE_CHOICES = {

@@ -31,6 +31,8 @@ from .score import pad_batch, spearman
 
 MANIFEST = "reward_head.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
+HEAD_SHARD = "model-score.safetensors"  # the head alone, so exports can link the decoder shards as they are
+INDEX = "model.safetensors.index.json"
 POOLING = "hidden state of the last non-pad token (rightmost id != pad_token_id; right padding)"
 # "a|b": either will do (save_pretrained shards a big model behind an index file).
 MODEL_FILES = ("config.json", "model.safetensors|model.safetensors.index.json", "tokenizer_config.json",
@@ -262,7 +264,6 @@ def export_llamafactory(merged_dir, tokenizer, out_dir, base_path, token: str | 
     zero and the rewards are the same. The decoder shards are linked, not copied; the causal LM gets the
     base's (untrained) `lm_head` in a shard of its own, and its config says `...ForCausalLM`: normal.
     """
-    from .merge_shards import HEAD_SHARD, INDEX
 
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +330,6 @@ def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir,
     `base_model` and `adapter_dir` are recorded relative to `run_dir` (default: `out_dir`'s parent, the run folder
     when rm_merged is in it), so the file names no folder of this machine (`helpers.env.run_relative`).
     """
-    from .merge_shards import INDEX
 
     out_dir, index = Path(out_dir), Path(out_dir) / INDEX
     run_dir = Path(run_dir) if run_dir is not None else out_dir.parent

@@ -21,9 +21,8 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .env import KitError, large_files_dir, require_safetensors
+from .merge import HEAD_SHARD, INDEX, MANIFEST, write_consumer_keys, write_reward_head_manifest
 
-HEAD_SHARD = "model-score.safetensors"  # the head alone, so exports can link the decoder shards as they are
-INDEX = "model.safetensors.index.json"
 PREFIX = "base_model.model."  # how PEFT names the wrapped model's weights in adapter_model.safetensors
 
 
@@ -156,7 +155,6 @@ def ensure_merged_model(run_dir, profile, token: str | None = None) -> Path:
     from transformers import AutoTokenizer
 
     from .data import require_inputs
-    from .merge import MANIFEST, write_consumer_keys, write_reward_head_manifest
 
     run_dir, out = Path(run_dir), merged_model_dir(run_dir)
     if (out / MANIFEST).exists():

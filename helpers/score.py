@@ -165,8 +165,8 @@ class RewardScorer:
 
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
+        from .chat import prepare_reward_tokenizer
         from .env import pick_dtype, quiet_transformers, require_safetensors
-        from .train import prepare_reward_tokenizer
 
         require_safetensors(path, "reward model")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -21,23 +21,15 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from .chat import (  # noqa: F401 (re-exported)
+    CHATML_CHAT_TEMPLATE,
+    CHATML_SPECIAL_TOKENS,
+    LLAMA3_CHAT_TEMPLATE,
+    LLAMA3_PAD_TOKEN,
+    LLAMA3_SPECIAL_TOKENS,
+)
 from .env import KIT_ROOT
 
-LLAMA3_SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                         "<|eot_id|>", "<|finetune_right_pad_id|>"]
-LLAMA3_PAD_TOKEN = "<|finetune_right_pad_id|>"
-# Meta's LLaMA-3 Instruct template: header / content / <|eot_id|> per message, BOS once at the start.
-LLAMA3_CHAT_TEMPLATE = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}"
-    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim"
-    " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
-CHATML_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHATML_CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 DATA_FILES = ("preferences.jsonl", "unpaired.jsonl")
 
 
@@ -176,7 +168,7 @@ def save_random_head_reward_model(base_path, out_dir, seed: int = 0) -> Path:
     not matter but everything about how it is read does."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .train import prepare_reward_tokenizer
+    from .chat import prepare_reward_tokenizer
 
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1, use_safetensors=True)

@@ -12,39 +12,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .tiny import LLAMA3_CHAT_TEMPLATE, LLAMA3_PAD_TOKEN
-
-# LLaMA 3.0 calls id 128004 `<|reserved_special_token_2|>`; LLaMA 3.1 renamed it `<|finetune_right_pad_id|>`.
-PAD_CANDIDATES = (LLAMA3_PAD_TOKEN, "<|reserved_special_token_2|>")
-
-
-class RewardSetupError(ValueError):
-    """A reward-model set-up that would train or save the wrong thing; the message names the fix."""
-
-    def _render_traceback_(self):
-        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
-
-
-def prepare_reward_tokenizer(tokenizer, chat_template: str = LLAMA3_CHAT_TEMPLATE):
-    """Give a LLaMA-3 tokenizer a chat template (the base model ships none) and a dedicated pad token.
-
-    With pad = EOS the reward can be read at the wrong position: a sequence that ends in EOS looks
-    padded there. So the pad token is LLaMA 3's reserved `<|finetune_right_pad_id|>` (id 128004).
-
-    Raises:
-        RewardSetupError: the vocabulary has no dedicated pad token to use.
-    """
-    if tokenizer.chat_template is None:
-        tokenizer.chat_template = chat_template
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        vocab = tokenizer.get_vocab()
-        found = next((tok for tok in PAD_CANDIDATES if tok in vocab), None)
-        if found is None:
-            raise RewardSetupError(f"No dedicated pad token in this vocabulary (looked for {PAD_CANDIDATES}); "
-                                   "pad = EOS misplaces the reward. Add one with tokenizer.add_special_tokens "
-                                   "and model.resize_token_embeddings.")
-        tokenizer.pad_token = found
-    return tokenizer
+from .chat import PAD_CANDIDATES, RewardSetupError, prepare_reward_tokenizer  # noqa: F401 (the notebooks' names)
 
 
 def check_reward_setup(model, peft_config=None) -> None:
