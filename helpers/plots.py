@@ -143,6 +143,21 @@ def plot_reward_histograms(chosen, rejected, bins: int = 25, title: str = "held-
     return fig
 
 
+def wilson_interval(observed, n, z: float = 1.0):
+    """Wilson score interval for a rate `observed` out of `n` trials, at `z` standard errors: (low, high) arrays.
+
+    Unlike p ± z sqrt(p(1-p)/n) it does not shrink to nothing in a bin of 2 pairs that happen to agree. It is the set
+    of p with (observed - p)^2 <= z^2 p (1 - p) / n, so it always holds `observed` (p = observed makes the left side
+    0) and lies in [0, 1]; at observed = 1 its upper bound is exactly 1, which the closed form computes as
+    1 - 1.1e-16 for n = 6, 10, 17, ... The bounds are therefore clipped to the point and to [0, 1]: rounding,
+    not a different interval.
+    """
+    observed, n = np.asarray(observed, float), np.maximum(np.asarray(n, float), 1)
+    centre = (observed + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(observed * (1 - observed) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return np.clip(np.minimum(centre - half, observed), 0, 1), np.clip(np.maximum(centre + half, observed), 0, 1)
+
+
 def plot_calibration(table: dict):
     """Reliability diagram: observed preference rate against predicted probability, per bin (from
     `helpers.diagnose.calibration_table`), with each bin's count and a Wilson one-standard-error bar; the diagonal
@@ -150,12 +165,9 @@ def plot_calibration(table: dict):
     fig, ax = plt.subplots(figsize=(4.2, 4))
     bins = table["bins"]
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    observed, n = np.array([b["observed"] for b in bins]), np.maximum([b["n"] for b in bins], 1)
-    # Wilson score interval at one standard error (z = 1): unlike p ± sqrt(p(1-p)/n) it does not shrink to
-    # nothing in a bin of 2 pairs that happen to agree
-    centre = (observed + 1 / (2 * n)) / (1 + 1 / n)
-    half = np.sqrt(observed * (1 - observed) / n + 1 / (4 * n**2)) / (1 + 1 / n)
-    errors = np.vstack([observed - (centre - half), centre + half - observed])
+    observed = np.array([b["observed"] for b in bins])
+    low, high = wilson_interval(observed, np.array([b["n"] for b in bins]))
+    errors = np.vstack([observed - low, high - observed])
     ax.errorbar([b["predicted"] for b in bins], observed, yerr=errors, fmt="o-", color="tab:blue", capsize=3,
                 label=f"model (ECE {table['ece']:.3f}); bars: Wilson, 1 s.e.")
     for b in bins:
