@@ -298,7 +298,8 @@ print(f"{len(rows)} rows -> {scores_dir}/test_scores.jsonl and .csv")
 # It is built for long jobs that get interrupted: it streams the input (memory stays flat however long the file),
 # appends each scored batch to the output and syncs it to disk before the next, so a killed run loses at most one
 # batch; the rerun removes a line cut in half by the kill and scores that row again. A second run on the same
-# output while the first is still writing is refused. Output rows come in the order they were scored (shortest
+# output while the first is still writing is refused, and so is a run into an output scored from another input,
+# model or `--max-length` (a fingerprint is kept beside it: `cli_output.jsonl.fingerprint.json`). Output rows come in the order they were scored (shortest
 # first, so batches pad little): join them to the input by `line` or `id`.
 # Below, a file with two deliberately broken lines.
 
@@ -308,6 +309,8 @@ lines = [json.dumps({"id": r.get("id") or f"line {r['source_line']}", "prompt": 
                     "response": r["chosen"]}, ensure_ascii=False)
          for r in test.select(range(6))] + ['{"prompt": "no response field"}', "{broken json"]
 (scores_dir / "cli_input.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+for old in scores_dir.glob("cli_output.jsonl*"):  # a fresh demo: the CLI refuses an output made from other input
+    old.unlink()
 cmd = [sys.executable, "-m", "helpers.score_cli", "--model", str(merged_dir),
        "--input", str(scores_dir / "cli_input.jsonl"), "--output", str(scores_dir / "cli_output.jsonl")]
 if score_quantization:
