@@ -299,8 +299,8 @@ print(f"{len(rows)} rows -> {scores_dir}/test_scores.jsonl and .csv")
 # appends each scored batch to the output and syncs it to disk before the next, so a killed run loses at most one
 # batch; the rerun removes a line cut in half by the kill and scores that row again. A second run on the same
 # output while the first is still writing is refused, and so is a run into an output scored from another input,
-# model or `--max-length` (a fingerprint is kept beside it: `cli_output.jsonl.fingerprint.json`). Output rows come in the order they were scored (shortest
-# first, so batches pad little): join them to the input by `line` or `id`.
+# model or `--max-length` (a fingerprint is kept beside it: `cli_output.jsonl.fingerprint.json`). Output rows come
+# in the order they were scored (shortest first, so batches pad little): join them to the input by `line` or `id`.
 # Below, a file with two deliberately broken lines.
 
 # %%
