@@ -351,11 +351,10 @@ for prompt, b, a in list(zip(eval_prompts, before["answers"], after["answers"]))
 #
 # Your run's three lines are printed above the plot; read them with the answers. On `tiny` the answers often drift
 # towards chat-role words (`user`, `assistant`) as the reward model's score climbs: look for the overlap with the
-# human answers falling while it does. The second reward model can go either way (on seed 42 it rose with the
-# trained one, on seed 0 it fell): when it **rises too**, it shares the blind spot, because it reads the same kind of
-# surface features as the first, learned from the same kind of data. A learned judge is only as independent as its
-# training; that is why this notebook also keeps a judge with no model, diversity (distinct-2), and the answers
-# themselves in view.
+# human answers falling while it does. The second reward model can go either way from one seed to the next: when it
+# **rises too**, it shares the blind spot, because it reads the same kind of surface features as the first, learned
+# from the same kind of data. A learned judge is only as independent as its training; that is why this notebook also
+# keeps a judge with no model, diversity (distinct-2), and the answers themselves in view.
 #
 # Save the adapter (the policy is `policy_base` + this adapter):
 
