@@ -349,12 +349,14 @@ for prompt, b, a in list(zip(eval_prompts, before["answers"], after["answers"]))
 # **over-optimisation** (Gao et al. 2023 measure it against KL: the trained-against reward keeps rising with
 # KL, the gold one peaks and falls).
 #
-# Your run's three lines are printed above the plot; read them with the answers. On `tiny` the answers often drift
-# towards chat-role words (`user`, `assistant`) as the reward model's score climbs: look for the overlap with the
-# human answers falling while it does. The second reward model can go either way from one seed to the next: when it
-# **rises too**, it shares the blind spot, because it reads the same kind of surface features as the first, learned
-# from the same kind of data. A learned judge is only as independent as its training; that is why this notebook also
-# keeps a judge with no model, diversity (distinct-2), and the answers themselves in view.
+# Your run's three lines are printed above the plot; read them with the answers. Look for what the answers turned
+# into (on `tiny`: chat-role words such as `user` and `assistant`, or one word repeated) and for the overlap with
+# the human answers falling while the reward model's line climbs. On a short `tiny` run that line can also fall:
+# GRPO raises the reward of *sampled* answers, and these are greedy ones. The second reward model can go either way
+# from one seed to the next: when it **rises too**, it shares the blind spot, because it reads the same kind of
+# surface features as the first, learned from the same kind of data. A learned judge is only as independent as its
+# training; that is why this notebook also keeps a judge with no model, diversity (distinct-2), and the answers
+# themselves in view.
 #
 # Save the adapter (the policy is `policy_base` + this adapter):
 
