@@ -146,7 +146,7 @@ def evaluate_answers(model, tokenizer, prompts, references, scorer, judge, max_n
     from .kto_train import generate_responses
 
     answers = generate_responses(model, tokenizer, prompts, max_new_tokens, batch_size=len(prompts), progress=False)
-    rm = scorer.score_batch(list(zip(prompts, answers, strict=True)))
+    rm = scorer.score_batch(list(zip(prompts, answers, strict=True)), batch_size=len(answers))  # one batch, as GRPO
     judged = judge.score(prompts, answers)
     return {"answers": answers, "rm": [float(x) for x in rm], "judge": [float(x) for x in judged],
             "overlap": [word_f1(a, r) for a, r in zip(answers, references, strict=True)],

@@ -27,6 +27,37 @@ def _autocast(model, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=low)
 
 
+def grpo_autocast(bf16: bool, fp16: bool, device: str):
+    """The autocast dtype a trainer wraps the `forward` of every model it prepares in, reward models included.
+
+    accelerate 1.15 turns autocast on for bf16 on any device and for fp16 on GPUs only (accelerator.py:564-593);
+    `prepare_model` wraps `forward` in it (accelerator.py:1824-1835); TRL 1.16's GRPOTrainer prepares each reward
+    model so (grpo_trainer.py:1214). `RewardScorer(autocast=...)` then scores the same way before and after.
+    """
+    return torch.bfloat16 if bf16 else torch.float16 if fp16 and device != "cpu" else None
+
+
+def compare_rewards(grpo_rewards, scorer_rewards, autocast=None) -> float:
+    """Max |GRPO's reward - RewardScorer's| on the same answers; raises when it is over the tolerance.
+
+    Tolerance: 1e-4 in fp32 (GPU kernels on batches of other shapes); in bf16/fp16 autocast the dtype's eps / 2 x the
+    largest |reward| (half to one unit in its last place): computed the same way, both round to the same value.
+
+    Raises:
+        ValueError: the gap, the tolerance and what to look at.
+    """
+    grpo = torch.as_tensor(grpo_rewards).detach().float().cpu().numpy()
+    scorer = np.asarray(scorer_rewards, dtype=np.float32)
+    gap = float(np.max(np.abs(grpo - scorer)))
+    tolerance = max(1e-4, torch.finfo(autocast).eps / 2 * float(np.max(np.abs(scorer)))) if autocast else 1e-4
+    if gap > tolerance:
+        raise ValueError(f"GRPO's reward and RewardScorer's differ by up to {gap:.5f} (tolerance {tolerance:.5f}, "
+                         f"{autocast or 'fp32'}). If only one side runs in autocast, build the scorer with "
+                         "RewardScorer.from_pretrained(..., autocast=grpo_autocast(args.bf16, args.fp16, device)); "
+                         "else compare the token ids (scorer.tokens) with the reward model's chat template.")
+    return gap
+
+
 def render_ids(tokenizer, prompt: list[dict], response: list[dict]) -> list[int]:
     """Token ids of prompt + response through the chat template, as TRL tokenizes a preference side."""
     return tokenizer.apply_chat_template(prompt + response, tokenize=True, return_dict=False)
@@ -55,11 +86,12 @@ def pad_batch(batch: list[list[int]], pad_id: int, padding_side: str = "right") 
 
 
 @torch.no_grad()
-def _forward(model, pad_id: int, batch: list[list[int]], padding_side: str = "right") -> np.ndarray:
-    """Rewards of a batch of token-id lists, padded on `padding_side` with `pad_id`."""
+def _forward(model, pad_id: int, batch: list[list[int]], padding_side: str = "right",
+             autocast: torch.dtype | None = None) -> np.ndarray:
+    """Rewards of a batch of token-id lists, padded on `padding_side` with `pad_id`; in `autocast` when given."""
     device = next(model.parameters()).device
     input_ids, attention = pad_batch(batch, pad_id, padding_side)
-    with _autocast(model, device):
+    with torch.autocast(device_type=device.type, dtype=autocast) if autocast else _autocast(model, device):
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
     return logits.float().squeeze(-1).cpu().numpy()
 
@@ -135,7 +167,8 @@ class RewardScorer:
     turn, one assistant turn) or message lists; both go through the tokenizer's chat template.
     """
 
-    def __init__(self, model, tokenizer, max_length: int | None = None, mean: float = 0.0, std: float = 1.0):
+    def __init__(self, model, tokenizer, max_length: int | None = None, mean: float = 0.0, std: float = 1.0,
+                 autocast: torch.dtype | None = None):
         if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
             raise ValueError(f"pad token {tokenizer.pad_token!r} is missing or equals EOS: the reward would be read "
                              "before the final <|eot_id|>. Load with RewardScorer.from_pretrained, which sets the "
@@ -143,12 +176,13 @@ class RewardScorer:
         model.config.pad_token_id = tokenizer.pad_token_id
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_length, self.mean, self.std = max_length, float(mean), float(std) or 1.0
+        self.autocast = autocast  # score in this autocast dtype (a trainer's mixed precision), or as loaded
         self.truncated = 0  # inputs cut to max_length so far
         self.loading_info: dict = {}
 
     @classmethod
     def from_pretrained(cls, path, quantization: str | None = None, device: str | None = None,
-                        max_length: int | None = None) -> RewardScorer:
+                        max_length: int | None = None, autocast: torch.dtype | None = None) -> RewardScorer:
         """Load a merged reward model directory (notebook 03's `rm_merged/`), refusing a random head.
 
         Args:
@@ -156,6 +190,8 @@ class RewardScorer:
             device: "cuda" or "cpu"; default: cuda when available.
             max_length: truncate longer inputs, keeping the end (`truncate_ids`; counted in `.truncated`); default:
                 the manifest's, if any, else no limit (the scoring CLI defaults to max_position_embeddings).
+            autocast: score every batch in `torch.autocast` to this dtype, e.g. torch.bfloat16 to score as a
+                trainer with `bf16=True` will once it shares the model (`grpo_autocast`).
 
         Raises:
             ValueError: the checkpoint has no trained `score` head (loading would initialise it at random).
@@ -190,7 +226,7 @@ class RewardScorer:
         norm = json.loads(manifest.read_text()).get("normalization", {}) if manifest.exists() else {}
         mean = norm.get("mean", getattr(model.config, "mean", 0.0))
         std = norm.get("std", getattr(model.config, "std", 1.0))
-        scorer = cls(model, tokenizer, max_length or norm.get("max_length"), mean, std)
+        scorer = cls(model, tokenizer, max_length or norm.get("max_length"), mean, std, autocast)
         scorer.loading_info = {k: list(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys")}
         return scorer
 
@@ -206,7 +242,7 @@ class RewardScorer:
         return ids
 
     def _score_ids(self, batch: list[list[int]], padding_side: str = "right") -> np.ndarray:
-        return _forward(self.model, self.tokenizer.pad_token_id, batch, padding_side)
+        return _forward(self.model, self.tokenizer.pad_token_id, batch, padding_side, self.autocast)
 
     def score(self, prompt, response, normalized: bool = False) -> float:
         """The reward of one response to one prompt (normalised with the stored mean/std if asked)."""

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_score import rm_dir  # noqa: F401  (the module-scoped reward-model folder fixture)
 
 from helpers.rl import (
     check_knob_runs,
@@ -101,3 +102,71 @@ def test_judge_reads_the_reference_and_ranks_unseen_pairs(tiny_rm_base, kit_pair
         assert not torch.allclose(peft_model(**tokenizer(["hello there"], return_tensors="pt")).logits, changed)
     with pytest.raises(ValueError, match="at least 10 pairs"):
         train_judge(model, tokenizer, rows("test", 3))
+
+
+def _grpo_trainer_scoring_with(reward_model, tokenizer, policy_dir, tmp_path, bf16: bool):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    config = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2,
+                        max_completion_length=8, report_to="none", use_cpu=True, bf16=bf16, logging_steps=1)
+    return GRPOTrainer(model=str(policy_dir), reward_funcs=[reward_model], reward_processing_classes=[tokenizer],
+                       args=config, train_dataset=Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}]}]))
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_grpo_rewards_equal_the_scorers_from_step_0_and_the_check_fails_when_they_do_not(
+        rm_dir, tiny_rm_base, tmp_path, bf16):  # noqa: F811
+    """Notebook 06 on a CPU with bf16: GRPOTrainer(bf16=True) wraps the shared reward model's forward in bf16
+    autocast (accelerate 1.15 accelerator.py:1824-1835, called from TRL 1.16 grpo_trainer.py:1214). A scorer built
+    with `grpo_autocast` scores that way from step 0, so its step-0 rewards, TRL's and its own later ones agree;
+    a plain fp32 scorer's step-0 rewards differ from TRL's bf16 ones, and `compare_rewards` says so."""
+    from helpers.score import RewardScorer, _messages, compare_rewards, grpo_autocast
+
+    prompts = [_messages(p, "user") for p in ("Name a prime number.", "什么是人工智能?", "Explain photosynthesis.")]
+    answers = ["Seven.", "人工智能是让计算机完成通常需要人类智能的任务的技术。", "Plants turn light into sugar. " * 6]
+    autocast = grpo_autocast(bf16=bf16, fp16=False, device="cpu")
+    assert autocast == (torch.bfloat16 if bf16 else None)
+    scorer = RewardScorer.from_pretrained(rm_dir, device="cpu", autocast=autocast)
+    plain = RewardScorer.from_pretrained(rm_dir, device="cpu")  # fp32, as notebook 06 scored step 0 before
+    items = list(zip(prompts, answers, strict=True))
+    step_0, step_0_fp32 = scorer.score_batch(items), plain.score_batch(items)
+    trainer = _grpo_trainer_scoring_with(scorer.model, scorer.tokenizer, tiny_rm_base, tmp_path, bf16)
+    grpo = trainer._calculate_rewards([{"prompt": p} for p in prompts], prompts,
+                                      [_messages(a, "assistant") for a in answers], [[0]] * 3)[:, 0]
+    assert compare_rewards(grpo, step_0, autocast) == 0.0  # the same computation, bit for bit, on a CPU
+    np.testing.assert_array_equal(scorer.score_batch(items), step_0)  # later scores too
+    if bf16:
+        with pytest.raises(ValueError, match="GRPO's reward and RewardScorer's differ by up to"):
+            compare_rewards(grpo, step_0_fp32, autocast)
+    else:
+        assert compare_rewards(grpo, step_0_fp32, None) == 0.0
+
+
+def test_grpo_trains_the_8bit_lora_policy_with_reentrant_checkpointing(tiny_rm_base, tmp_path):
+    """Notebook 06's GRPOConfig on the 8B profile: gradient checkpointing with use_reentrant=True on an 8-bit base
+    prepared by `prepare_model_for_kbit_training` (which makes the inputs require grad, as reentrant needs). The tiny
+    profile does not checkpoint, so this is where the combination trains: every LoRA B matrix moves."""
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    policy = prepare_model_for_kbit_training(AutoModelForCausalLM.from_pretrained(
+        tiny_rm_base, quantization_config=BitsAndBytesConfig(load_in_8bit=True), use_safetensors=True),
+        use_gradient_checkpointing=True)
+    prompts = ["Name a prime number.", "Hi", "Why is the sky blue?"]  # plain text: this base has no chat template
+    config = GRPOConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, num_generations=4,
+                        max_completion_length=8, learning_rate=1e-2, beta=0.04, use_cpu=True, bf16=False,
+                        gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True},
+                        logging_steps=1, save_strategy="no", report_to="none")
+    trainer = GRPOTrainer(model=policy, args=config, processing_class=AutoTokenizer.from_pretrained(tiny_rm_base),
+                          reward_funcs=[length_penalty(0.1)], train_dataset=Dataset.from_list([{"prompt": p}
+                                                                                              for p in prompts]),
+                          peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    lora_b = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    layer = trainer.model.get_base_model().model.layers[0]  # Trainer.train switched checkpointing on, with the kwargs
+    assert layer.gradient_checkpointing and layer._gradient_checkpointing_func.keywords == {"use_reentrant": True}
+    moved = {n for n, p in trainer.model.named_parameters() if n in lora_b and not torch.equal(p, lora_b[n])}
+    assert lora_b and moved == set(lora_b)  # with no input requiring grad, reentrant checkpointing would give none

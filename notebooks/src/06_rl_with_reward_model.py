@@ -6,12 +6,14 @@
 # A reward model exists to be optimised against. Here we close the RLHF loop: a chat policy writes answers, the
 # reward model of notebook 03 scores them, and TRL's `GRPOTrainer` moves the policy towards what scored well. Then we
 # watch for the failure every RLHF practitioner meets: the policy learns what *this* reward model likes, which is
-# not the same thing as a better answer. A second judge, which the policy never sees, tells the two apart.
+# not the same thing as a better answer. Two judges the policy never sees (a second reward model, and word overlap with
+# the human-preferred answers) are where to look for the difference; whether they see it, your run will show.
 #
 # **You will learn**
 # - the loop: sample, score with the reward model, update, stay near the reference (KL);
 # - GRPO: several answers per prompt, each judged against its own group (no value network), and TRL's defaults;
-# - how `GRPOTrainer` reads a reward from a reward-model folder, and a check that it equals `RewardScorer`;
+# - how `GRPOTrainer` reads a reward from a reward model, why it computes it in its own mixed precision, and a check
+#   that it equals `RewardScorer`;
 # - over-optimisation: the trained-against reward rises, a held-out judge may not; how to see it;
 # - the knobs against it: the KL coefficient β, the number of steps, a length penalty as a second reward.
 #
@@ -138,17 +140,20 @@ print(f"{sum(fit)} of {len(train_prompts)} prompts kept, {fit.count(False)} long
 # `AutoModelForSequenceClassification` itself, in the dtype the folder was saved in and never quantized) or a loaded
 # model. We load it once with
 # `RewardScorer` (in 8-bit on a GPU smaller than 38 GB, as in notebooks 04 and 05) and hand its model and
-# tokenizer to the trainer, so one copy serves both.
+# tokenizer to the trainer, so one copy serves both. One copy must also mean one way of computing: the trainer will
+# run this model in its mixed precision (bf16 or fp16 autocast, explained at the check below), so the scorer is
+# built to compute in that precision from the first score on (`autocast=`; `None` when the trainer uses fp32).
 
 # %%
 from helpers.merge_shards import ensure_merged_model
-from helpers.score import RewardScorer
+from helpers.score import RewardScorer, grpo_autocast
 
 score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 38 else "8bit"
 merged_dir = ensure_merged_model(run_dir, profile, token=get_hf_token())  # Colab: rebuilt on this runtime's disk
-scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization)
+autocast = grpo_autocast(dtype.bf16, dtype.fp16, hardware["device"])  # the precision GRPOTrainer will score in
+scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization, autocast=autocast)
 rm, rm_tokenizer = scorer.model, scorer.tokenizer
-print(type(rm).__name__, f"| pad {rm_tokenizer.pad_token!r} | eos {rm_tokenizer.eos_token!r}")
+print(type(rm).__name__, f"| pad {rm_tokenizer.pad_token!r} | eos {rm_tokenizer.eos_token!r} | autocast {autocast}")
 
 # %% [markdown]
 # ## How GRPO reads a reward
@@ -157,7 +162,7 @@ print(type(rm).__name__, f"| pad {rm_tokenizer.pad_token!r} | eos {rm_tokenizer.
 # wrote `<|begin_of_text|>`), pads on the **right**, and takes `logits[:, 0]`: the sequence-classification model
 # reads its score at the last non-pad token, which needs a pad token different from EOS (notebook 02). The
 # policy's own tokenizer never meets the reward model: the answer travels as text. By hand, on two held-out
-# prompts and two answers:
+# prompts and two answers (in the scorer's autocast, so the two lines can agree):
 
 # %%
 from helpers.score import _messages
@@ -166,7 +171,7 @@ pairs = [(eval_prompts[0], "Boil it for nine minutes, then cool it in cold water
          (eval_prompts[1], "I am not sure.")]
 texts = [rm_tokenizer.apply_chat_template(p + _messages(a, "assistant"), tokenize=False) for p, a in pairs]
 batch = rm_tokenizer(texts, padding=True, padding_side="right", add_special_tokens=False, return_tensors="pt")
-with torch.no_grad():
+with torch.no_grad(), torch.autocast(rm.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
     by_hand = rm(**batch.to(rm.device)).logits[:, 0].float().cpu().numpy()
 print("rewards read as GRPO reads them:", by_hand.round(4), "| RewardScorer:", scorer.score_batch(pairs).round(4))
 
@@ -216,6 +221,9 @@ print("first answer:", repr(before["answers"][0][:120]))
 # `scale_rewards="group"` (the $A_i$ above), `temperature=1.0`. `per_device_train_batch_size` counts
 # **completions**: `grpo_batch_size / num_generations` prompts per step; `steps_per_generation` samples for
 # that many steps at once (the later steps are slightly off-policy, which the clipped ratio corrects for).
+# `gradient_checkpointing_kwargs={"use_reentrant": True}`, as in notebooks 02 and 05: without it transformers 5.23
+# checkpoints non-reentrantly (`modeling_utils.py:3149`), which on the 8B shape of notebook 02's training step peaked
+# at 31.2 GiB of GPU memory against 12.8 GiB reentrant (measured on an H200). `tiny` does not checkpoint.
 
 # %%
 from trl import GRPOConfig
@@ -226,8 +234,9 @@ def grpo_config(beta, steps, output="checkpoints"):
         max_steps=steps, num_generations=profile.grpo_num_generations,
         per_device_train_batch_size=profile.grpo_batch_size, steps_per_generation=profile.grpo_steps_per_generation,
         max_completion_length=profile.grpo_max_completion_length, disable_dropout=True,
-        gradient_checkpointing=profile.gradient_checkpointing, bf16=dtype.bf16, fp16=dtype.fp16,
-        use_cpu=hardware["device"] == "cpu", logging_steps=1, save_strategy="no", report_to="none")
+        gradient_checkpointing=profile.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": True},
+        bf16=dtype.bf16, fp16=dtype.fp16, use_cpu=hardware["device"] == "cpu", logging_steps=1, save_strategy="no",
+        report_to="none")
 
 args = grpo_config(beta, steps)
 print(f"beta {args.beta}, lr {args.learning_rate}, G {args.num_generations}, {args.per_device_train_batch_size} "
@@ -260,18 +269,33 @@ trainer = grpo_trainer(args, LENGTH_PENALTY, [held_out])
 trainer.model.print_trainable_parameters()
 
 # %% [markdown]
-# The check: TRL's own reward computation, `trainer._calculate_rewards`, on held-out prompts and the greedy answers
-# from before, against `RewardScorer`. They must agree to 1e-4. On `tiny` they agree exactly: the same model in
-# fp32, the same token ids (the reward model's template, no added special tokens), the same last non-pad token.
-# On a GPU, batches padded to other lengths can change the kernels' sums slightly: that is what 1e-4 allows for.
+# ## The check, and the precision GRPO scores in
+# `GRPOTrainer` passes every reward model through `accelerator.prepare_model` (TRL 1.16 `grpo_trainer.py:1214`).
+# With `bf16=True` (any device) or `fp16=True` (GPUs only; accelerate 1.15 `accelerator.py:564-593`), that call
+# **replaces the model's `forward`** with one run inside `torch.autocast` and keeps the old one as
+# `_original_forward` (`accelerator.py:1824-1835`). The wrapper sits on the model object itself, so from then on
+# every caller of `rm` computes in that precision, `RewardScorer` included (`rm` is `scorer.model`). Had the scorer
+# computed in fp32 until now, the step-0 scores would be fp32 and every later one bf16: on `tiny` up to 0.04 apart
+# (measured on seed 7 when this notebook still did that), enough to blur a small effect and to fail the check. That is why the scorer was
+# built with `autocast=grpo_autocast(...)`: every reward in this notebook, before, during and after training, is
+# the same computation as the one GRPO optimises.
+#
+# The check: TRL's own reward computation, `trainer._calculate_rewards`, on the held-out prompts and the greedy
+# answers from before, against `RewardScorer`'s scores of them. Same model, same precision, same token ids (the
+# reward model's template, no added special tokens), same last non-pad token: on a CPU they agree to the bit.
+# `compare_rewards` stops the notebook if they differ by more than 1e-4 in fp32 (a GPU's kernels on batches of
+# other shapes), or in bf16/fp16 by more than about half a unit in the last place of the largest reward.
 
 # %%
 # NBVAL_CHECK_OUTPUT
+from helpers.score import compare_rewards
+
 completions = [_messages(a, "assistant") for a in before["answers"]]
 inputs = [{"prompt": p} for p in eval_prompts]
 grpo_rewards = trainer._calculate_rewards(inputs, eval_prompts, completions, [[0]] * len(eval_prompts))[:, 0]
-grpo_vs_scorer = float(np.max(np.abs(grpo_rewards.cpu().numpy() - np.asarray(before["rm"]))))
-print(f"every held-out answer: max |GRPO reward - RewardScorer| <= 1e-4: {grpo_vs_scorer <= 1e-4}")
+print("forward wrapped by accelerate:", hasattr(rm, "_original_forward"), "| autocast:", autocast)
+grpo_vs_scorer = compare_rewards(grpo_rewards, before["rm"], autocast)  # raises when they do not agree
+print(f"every held-out answer: max |GRPO reward - RewardScorer| = {grpo_vs_scorer:.3g}, within the tolerance")
 
 # %% [markdown]
 # ## Train
@@ -304,6 +328,11 @@ kl_by_step = {s: kl_over_steps(trainer.state.log_history, last=1, upto=s) if s e
 for s, e in evaluations.items():
     print(f"step {s:3}: RM {np.mean(e['rm']):6.3f} | second RM {np.mean(e['judge']):6.3f} | overlap "
           f"{np.mean(e['overlap']):.3f} | {e['words']:4.1f} words | distinct-2 {e['distinct_2']:.3f} | KL {kl_by_step[s]:.3f}")
+first, last = evaluations[0], evaluations[max(evaluations)]
+for key, name in (("rm", "reward model (trained against)"), ("judge", "second reward model"), ("overlap", "overlap")):
+    change = (np.mean(last[key]) - np.mean(first[key])) / (np.std(first[key]) or 1.0)  # as the plot draws it
+    print(f"{name}: {'rose' if change > 0 else 'fell' if change < 0 else 'stayed'} by {abs(change):.1f} step-0 "
+          f"spreads from step 0 to step {max(evaluations)}")
 fig = plot_overoptimisation(evaluations, kl_by_step)
 save_figure(fig, run_dir, "06_overoptimisation")
 fig
@@ -320,12 +349,14 @@ for prompt, b, a in list(zip(eval_prompts, before["answers"], after["answers"]))
 # **over-optimisation** (Gao et al. 2023 measure it against KL: the trained-against reward keeps rising with
 # KL, the gold one peaks and falls).
 #
-# On `tiny` (seed 42, the run we checked) the reward model's score rose by about four of its step-0 spreads, while
-# the answers turned into chat-role words (`user`, `assistant`) and their overlap with the human answers fell to
-# 0 by step 24. The **second reward model rose too**: it reads the same kind of surface features as the first,
-# learned from the same kind of data, so it shares the blind spot. A learned judge is only as independent as its
+# Your run's three lines are printed above the plot; read them with the answers. Look for what the answers turned
+# into (on `tiny`: chat-role words such as `user` and `assistant`, or one word repeated) and for the overlap with
+# the human answers falling while the reward model's line climbs. On a short `tiny` run that line can also fall:
+# GRPO raises the reward of *sampled* answers, and these are greedy ones. The second reward model can go either way
+# from one seed to the next: when it **rises too**, it shares the blind spot, because it reads the same kind of
+# surface features as the first, learned from the same kind of data. A learned judge is only as independent as its
 # training; that is why this notebook also keeps a judge with no model, diversity (distinct-2), and the answers
-# themselves in view. What your run measured is printed above.
+# themselves in view.
 #
 # Save the adapter (the policy is `policy_base` + this adapter):
 
@@ -369,10 +400,10 @@ fig
 # %% [markdown]
 # A larger β should end nearer the reference (lower KL), and a length penalty should shorten the answers; the
 # lines above say whether they did on this run, what each cost in reward-model score, and what it did to the
-# judges. On `tiny` (seed 42) β = 0.4 kept the overlap with the human answers where it started and gave up most of
-# the reward model's gain: the leash works by refusing the reward model's favourite answers. The length penalty
-# shortened the answers but did not bring the overlap back: it fixes one blind spot (length), not the one this
-# reward model has. A knob is right when the *judges* say so, not the reward it is trained against.
+# judges. Look at Δoverlap and Δjudge beside ΔRM: a leash that works gives up some of the reward model's gain
+# (ΔRM below 0) and keeps the judges nearer where they started, by refusing the reward model's favourite answers.
+# A length penalty fixes one blind spot (length); if the overlap does not come back with it, length was not the
+# blind spot this reward model has. A knob is right when the *judges* say so, not the reward it is trained against.
 
 # %%
 from helpers import save_metrics
