@@ -326,3 +326,9 @@ def write_jsonl(rows, path) -> Path:
                 raise ValueError(f"{path}, row {i}: a NaN or infinite number, which JSON cannot hold (it would "
                                  f"be written as a bare NaN that other readers reject): {row!r}"[:400]) from None
     return path
+
+
+def read_jsonl(path) -> list[dict]:
+    """The rows of a JSON-lines file the kit wrote itself (RUN_DIR/data, RUN_DIR/scores): no checks, unlike a learner's
+    file, which goes through `helpers.data.load_preferences`."""
+    return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]

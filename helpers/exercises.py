@@ -18,6 +18,8 @@ import math
 import numbers
 from pathlib import Path
 
+from .data_io import read_jsonl  # noqa: F401 (the name notebooks and solutions used)
+
 
 class ExerciseNotDone(AssertionError):
     """A "Try it" answer that is not right yet; the message is the hint."""
@@ -25,11 +27,6 @@ class ExerciseNotDone(AssertionError):
 
 def _metrics(run_dir, notebook: str) -> dict:
     return json.loads((Path(run_dir) / "metrics" / f"{notebook}.json").read_text())
-
-
-def read_jsonl(path) -> list[dict]:
-    """The rows of a JSON-lines file the kit wrote (RUN_DIR/data, RUN_DIR/scores)."""
-    return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 # what a learner may call a dtype: the short names the prose and Trainer flags use (fp16=True), and torch's alias

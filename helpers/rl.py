@@ -13,7 +13,7 @@ import numpy as np
 
 
 def _first_row_per_prompt(path) -> list[dict]:
-    from .exercises import read_jsonl
+    from .data_io import read_jsonl
 
     seen, rows = set(), []
     for row in read_jsonl(path):

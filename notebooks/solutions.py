@@ -14,7 +14,8 @@ import math
 import sys
 from pathlib import Path
 
-from helpers.exercises import _metrics, read_jsonl
+from helpers.data_io import read_jsonl
+from helpers.exercises import _metrics
 
 
 def solve_00_1(run_dir, profile):

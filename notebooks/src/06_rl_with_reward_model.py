@@ -50,7 +50,7 @@ import torch
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
 from helpers.data import require_notebook_inputs
 from helpers.env import dtype_policy
-from helpers.exercises import read_jsonl
+from helpers.data_io import read_jsonl
 from helpers.rl import check_knob_runs
 
 start = time.perf_counter()
