@@ -362,8 +362,11 @@ print(f"held-out pairs {len(test)}: accuracy {eval_accuracy:.3f}, mean margin {e
 # full one. Above, every held-out pair counts once. Both, from this run's own scores:
 
 # %%
+from helpers.audit import token_lengths
+
 right = scores["chosen"] > scores["rejected"]
-kept = np.isin(test["id"], trainer.eval_dataset["id"])  # the held-out pairs TRL kept (both sides <= max_length)
+kept = np.all([np.array(n) <= args.max_length for n in token_lengths(test, tokenizer).values()], axis=0)
+assert kept.sum() == len(trainer.eval_dataset), "these are not the held-out pairs TRL kept"
 size = args.per_device_eval_batch_size
 per_batch = [float(right[kept][i:i + size].mean()) for i in range(0, int(kept.sum()), size)]
 trainer_recipe = float(np.mean(per_batch))

@@ -431,10 +431,10 @@ print(f"held-out accuracy: random head {lucky:.2f}, its mirror image {1 - lucky:
 # %%
 from helpers.diagnose import random_head_spread
 from helpers.plots import plot_random_heads, save_figure
-from helpers.score import render_ids
+from helpers.audit import token_lengths
 
-longer = sum(len(render_ids(tokenizer, r["prompt"], r["rejected"])) > len(render_ids(tokenizer, r["prompt"], r["chosen"]))
-             for r in test)
+tokens = token_lengths(test, tokenizer)
+longer = sum(r > c for c, r in zip(tokens["chosen_tokens"], tokens["rejected_tokens"]))
 print(f"the rejected answer is the longer one (in tokens) in {longer} of {len(test)} held-out pairs")
 h_trained = {side: last_token_states(bad, tokenizer, [r["prompt"] + r[side] for r in test])
              for side in ("chosen", "rejected")}
