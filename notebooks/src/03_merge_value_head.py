@@ -423,10 +423,10 @@ print(f"held-out accuracy: random head {lucky:.2f}, its mirror image {1 - lucky:
 # direction, a random `w` lands on one side of it for most pairs at once: mostly right or mostly wrong, rarely in
 # between. What would give them a shared direction? A surface feature such as length could, if the rejected answers
 # were consistently the longer ones; below we count how often they are. The other candidate is training: the body
-# under this random head is the **trained** one (the LoRA update is merged into it), and training moved its hidden
-# states so that one direction, the one the trained head reads, separates chosen from rejected. So we draw 200 random
-# heads twice, on the trained body's hidden states and on the untrained base's (kept at the reload above), and
-# measure how aligned the pairs' differences are in each (mean cosine with their mean; 0: no shared direction):
+# under this random head is the **trained** one (the LoRA update is merged into it), and training was about exactly
+# that, making chosen and rejected answers differ in a way one linear head can read. So we draw 200 random heads
+# twice, on the trained body's hidden states and on the untrained base's (kept at the reload above), and measure how
+# aligned the pairs' differences are in each (mean cosine with their mean; 0: no shared direction):
 
 # %%
 from helpers.diagnose import random_head_spread

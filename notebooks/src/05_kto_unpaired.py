@@ -281,13 +281,15 @@ print(f"{len(sample)} held-out rows: max |implicit reward| before training = "
 # %% [markdown]
 # ## Train
 # Watch the log lines. `rewards/chosen` and `rewards/rejected` are β·log π_θ/π_ref averaged over a batch's desirable
-# and undesirable rows, `rewards/margins` the first minus the second. KTO's loss asks each desirable row to end up
-# above the reference point $z_0$ and each undesirable one below it; it does not ask `rewards/chosen` to rise (a
-# policy may lower the likelihood of every completion, the desirable ones least). `kl` is $z_0$ in nats (the rewards
-# are β × nats): in each batch the mean of log π_θ − log π_ref over the mismatched completions, **clamped at 0**
-# (TRL's `kto_trainer.py`: `.clamp(min=0)`), and each log line averages `logging_steps` batches. It is noisy, because
-# a batch estimates it from only `kto_batch_size` mismatched pairs, and a 0 means that every batch behind that log
-# line came out negative: the policy made the mismatched completions *less* likely than the reference did.
+# and undesirable rows, `rewards/margins` the first minus the second. KTO's loss pushes each desirable row's reward
+# above the reference point $z_0$ and each undesirable row's below it, but both go through the same weights, and
+# consecutive log lines average different rows: pushing undesirable completions down can pull desirable ones down,
+# so `rewards/chosen` need not rise. What the loss asks for is the gap, desirable above undesirable: a positive
+# `rewards/margins`. `kl` is $z_0$ in nats (the rewards are β × nats): in each batch the mean of log π_θ − log π_ref
+# over the mismatched completions, **clamped at 0** (TRL's `kto_trainer.py`: `.clamp(min=0)`), and each log line
+# averages `logging_steps` batches. It is noisy, because a batch estimates it from only `kto_batch_size` mismatched
+# pairs, and a 0 means that every batch behind that log line came out negative: on average the policy made the
+# mismatched completions *less* likely than the reference did.
 
 # %%
 train_result = trainer.train()
