@@ -219,8 +219,8 @@ def plot_random_heads(accuracies, trained: float | None = None, untrained=None):
     ax.axvline(0.5, color="black", linestyle=":", label="coin flip")
     if trained is not None:
         ax.axvline(trained, color="tab:green", linewidth=2, label=f"trained head ({trained:.2f})")
-    ax.set(xlabel="held-out pairwise accuracy", ylabel="heads",
-           title=f"{len(accuracies)} random heads on the same hidden states")
+    where = "the same hidden states" if untrained is None else "two bodies' hidden states"
+    ax.set(xlabel="held-out pairwise accuracy", ylabel="heads", title=f"{len(accuracies)} random heads on {where}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     plt.close(fig)

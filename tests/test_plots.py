@@ -13,6 +13,7 @@ def test_random_heads_overlays_the_untrained_base():
     assert labels == {"coin flip", "trained head (0.84)", "random heads, trained body", "random heads, untrained base"}
     assert sum(bar.get_height() for c in fig.axes[0].containers for bar in c) == 200  # the trained body's bars
     assert len(fig.axes[0].patches) == 20 + 1  # its 20 bars and the untrained base's outline
+    assert fig.axes[0].get_title() == "200 random heads on two bodies' hidden states"
 
 
 def test_random_heads_without_the_untrained_base():
