@@ -453,10 +453,10 @@ fig
 # %% [markdown]
 # Length cannot be it: the rejected answer is the longer one in fewer than half of the pairs (the count above). The
 # spread comes from training. On the untrained base the random heads stay nearer 0.5 and the pairs' differences are
-# less aligned; on the trained body they spread out and the differences line up. That is the lesson of the pitfall: a
-# merge that lost its head still carries the trained body, and a random head on top of it can look "good" (or
-# "inverted") on held-out data. This is why accuracy alone cannot tell a trained head from a lucky one: the trained
-# head must also match the *adapter's* head value for value, which is what the verifier checks next.
+# less aligned; on the trained body the heads spread out and the differences are more aligned. That is the lesson of
+# the pitfall: a merge that lost its head still carries the trained body, and a random head on top of it can look
+# "good" (or "inverted") on held-out data. This is why accuracy alone cannot tell a trained head from a lucky one: the
+# trained head must also match the *adapter's* head value for value, which is what the verifier checks next.
 
 # %% [markdown]
 # Loaded on its own, that folder raises no warning at all: the random head *was* saved, so nothing is missing,
