@@ -216,15 +216,23 @@ def plot_margin_histogram(chosen, rejected, bins: int = 25, title: str = "per-pa
     return fig
 
 
-def plot_random_heads(accuracies, trained: float | None = None):
-    """Histogram of held-out accuracies of random reward heads, with chance (0.5) and the trained head."""
+def plot_random_heads(accuracies, trained: float | None = None, untrained=None):
+    """Histogram of held-out accuracies of random reward heads, with chance (0.5) and the trained head.
+
+    `untrained`: the same heads' accuracies on the untrained base's hidden states, drawn over the first histogram.
+    """
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.hist(accuracies, bins=np.linspace(0, 1, 21), color="tab:grey", alpha=0.8, label="random heads")
+    bins = np.linspace(0, 1, 21)
+    ax.hist(accuracies, bins=bins, color="tab:grey", alpha=0.8,
+            label="random heads" if untrained is None else "random heads, trained body")
+    if untrained is not None:
+        ax.hist(untrained, bins=bins, histtype="step", color="tab:orange", linewidth=2,
+                label="random heads, untrained base")
     ax.axvline(0.5, color="black", linestyle=":", label="coin flip")
     if trained is not None:
         ax.axvline(trained, color="tab:green", linewidth=2, label=f"trained head ({trained:.2f})")
-    ax.set(xlabel="held-out pairwise accuracy", ylabel="heads",
-           title=f"{len(accuracies)} random heads on the same hidden states")
+    where = "the same hidden states" if untrained is None else "two bodies' hidden states"
+    ax.set(xlabel="held-out pairwise accuracy", ylabel="heads", title=f"{len(accuracies)} random heads on {where}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     plt.close(fig)

@@ -49,6 +49,10 @@ def check_02_train_reward_model(m):
     assert abs(m["bt_loss_by_hand"] - m["bt_loss_trainer"]) <= 1e-5
     assert m["dropped_over_max_length"] > 0 and m["train_pairs_used"] == 256 - m["dropped_over_max_length"]
     assert any("score" in k for k in m["head_keys_saved"])
+    # the curve's accuracy is TRL's: a mean of per-batch accuracies over the held-out pairs within max_length
+    # (reward_trainer.py:809-811 and 826); notebook 02 rebuilds it from its own scores
+    assert m["eval_pairs_trainer"] < m["test_pairs"] and m["eval_accuracy_trainer_logged"] is not None
+    assert abs(m["eval_accuracy_trainer_recipe"] - m["eval_accuracy_trainer_logged"]) <= 1e-6
     assert m["train_loss"] < 0.69  # below a coin flip's log 2
     # trainables kept in fp32 after TRL's bf16 cast; at the 8B profile's lr, bf16 storage loses most updates
     assert m["trainable_dtype_from_trl"] == {"torch.bfloat16": m["trainable_dtype_from_trl"]["torch.bfloat16"]}
@@ -67,6 +71,10 @@ def check_03_merge_value_head(m):
     assert m["missing_keys"] == [] and m["unexpected_keys"] == [] and m["head_shape"] == [1, 128]
     assert m["verified"] is True and m["pitfall_caught"] is True
     assert m["weight_diff_shard_vs_in_memory"] <= 1e-6  # the T4 merge (shard by shard) equals merge_and_unload
+    # what the random-heads prose says: not length (fewer than half the rejected answers are longer), but training
+    assert m["rejected_longer_pairs"] < m["test_pairs"] / 2
+    base, body = m["random_heads"]["untrained base"], m["random_heads"]["trained body"]
+    assert body["std"] > base["std"] and body["mean_cosine"] > base["mean_cosine"]
 
 
 def check_04_score_responses(m):
@@ -88,6 +96,8 @@ def check_05_kto_unpaired(m):
     # the loop closes: the RM prefers the trained policy's answers (with too little warm-up in notebook 00 the
     # tiny policy's greedy answers do not change at all and this is 0.5)
     assert m["rm_win_rate"] > 0.5 and m["rm_reward_after"] != m["rm_reward_before"]
+    log = m["kto_log"]  # TRL clamps each batch's KL estimate at 0 (kto_trainer.py:1444): a log line is never below
+    assert len(log["kl"]) == len(log["step"]) > 0 and min(log["kl"]) >= 0
 
 
 def check_06_rl_with_reward_model(m):

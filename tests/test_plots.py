@@ -1,9 +1,9 @@
-"""helpers.plots: the figures draw what the numbers say (the calibration bars here; the audit's in test_audit.py)."""
+"""helpers.plots: the figures draw what the numbers say (calibration bars, random heads; audit: test_audit.py)."""
 
 import numpy as np
 import pytest
 
-from helpers.plots import plot_calibration
+from helpers.plots import plot_calibration, plot_random_heads
 
 
 def _bars(fig) -> np.ndarray:
@@ -31,3 +31,19 @@ def test_calibration_bar_is_the_wilson_interval_even_where_it_ends_at_the_point(
         assert (low, high) == (pytest.approx(n / (n + 1)), 1.0)  # the exact bounds at p = 1
     if observed == 0.0:
         assert (low, high) == (0.0, pytest.approx(1 / (n + 1)))
+
+
+def test_random_heads_overlays_the_untrained_base():
+    rng = np.random.default_rng(0)
+    trained_body, untrained = rng.uniform(0.1, 0.9, 200), rng.uniform(0.35, 0.65, 200)
+    fig = plot_random_heads(trained_body, trained=0.84, untrained=untrained)
+    labels = set(fig.axes[0].get_legend_handles_labels()[1])
+    assert labels == {"coin flip", "trained head (0.84)", "random heads, trained body", "random heads, untrained base"}
+    assert sum(bar.get_height() for c in fig.axes[0].containers for bar in c) == 200  # the trained body's bars
+    assert len(fig.axes[0].patches) == 20 + 1  # its 20 bars and the untrained base's outline
+    assert fig.axes[0].get_title() == "200 random heads on two bodies' hidden states"
+
+
+def test_random_heads_without_the_untrained_base():
+    fig = plot_random_heads(np.full(10, 0.5))
+    assert set(fig.axes[0].get_legend_handles_labels()[1]) == {"coin flip", "random heads"}

@@ -247,7 +247,12 @@ pd.DataFrame(audit["over_max_length_rows"])
 # - *Level 2*: find the smallest multiple of 64 that keeps **every** training pair (look at the `max` row above)
 #   and give it as `answer` in the check cell below: it says *not attempted yet* while `answer` is `None`, fails
 #   with a hint on a wrong value, and explains a right one. (Solutions for instructors: `notebooks/solutions.py`.)
-# - *Level 3*: what does doubling `max_length` cost? Attention memory grows with its square.
+# - *Level 3*: what does doubling `max_length` cost? Attention's compute grows with its square; its memory mostly
+#   does not. transformers 5.23 runs attention through PyTorch's `scaled_dot_product_attention` by default
+#   (`attn_implementation="sdpa"`), whose fused kernels do not store the length × length attention scores of every
+#   head and layer, as the `"eager"` attention of older code does. What still grows with the square is the mask
+#   that hides padding, built once per forward pass of a padded batch; the other activations grow in proportion to
+#   the length.
 
 # %%
 try_max_length = profile.max_length  # change me (Level 1)

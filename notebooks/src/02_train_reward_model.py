@@ -353,6 +353,30 @@ eval_accuracy = pairwise_accuracy(scores["chosen"], scores["rejected"])
 eval_margin = mean_margin(scores["chosen"], scores["rejected"])
 print(f"held-out pairs {len(test)}: accuracy {eval_accuracy:.3f}, mean margin {eval_margin:.3f}")
 
+# %% [markdown]
+# This accuracy need not equal the last point of the accuracy curve above, and both are right. The curve is what
+# `RewardTrainer` logs: it evaluates only the held-out pairs within `max_length` (it drops the others from the
+# evaluation split exactly as from the training split), computes the accuracy of each evaluation batch of
+# `per_device_eval_batch_size` pairs, and logs the **mean of those batch accuracies** (TRL's `reward_trainer.py`:
+# `compute_loss` appends one accuracy per batch, `log` averages the list), so a short last batch counts as much as a
+# full one. Above, every held-out pair counts once. Both, from this run's own scores:
+
+# %%
+from helpers.audit import token_lengths
+
+right = scores["chosen"] > scores["rejected"]
+kept = np.all([np.array(n) <= args.max_length for n in token_lengths(test, tokenizer).values()], axis=0)
+assert kept.sum() == len(trainer.eval_dataset), "these are not the held-out pairs TRL kept"
+size = args.per_device_eval_batch_size
+per_batch = [float(right[kept][i:i + size].mean()) for i in range(0, int(kept.sum()), size)]
+trainer_recipe = float(np.mean(per_batch))
+steps, accuracies = curves["eval"].get("step", []), curves["eval"].get("accuracy", [])
+curve_last = accuracies[-1] if accuracies else None
+print(f"the curve's last point (step {steps[-1]}): {curve_last:.3f}" if accuracies else "no evaluation was logged")
+print(f"TRL's recipe from our scores: {kept.sum()} of {len(test)} pairs, batch accuracies {np.round(per_batch, 3)}, "
+      f"mean {trainer_recipe:.3f}")
+print(f"every pair counted once: {right[kept].mean():.3f} on those {kept.sum()}, {right.mean():.3f} on all {len(test)}")
+
 # %%
 from collections import defaultdict
 
@@ -441,6 +465,8 @@ from helpers import save_metrics
 
 metrics = {
     "eval_accuracy": eval_accuracy, "eval_margin": eval_margin, "test_pairs": len(test),
+    "eval_pairs_trainer": int(kept.sum()), "eval_accuracy_trainer_recipe": trainer_recipe,
+    "eval_accuracy_trainer_logged": curve_last,
     "train_loss": train_loss, "train_loss_this_session": train_result.metrics["train_loss"],
     "train_runtime_s": train_result.metrics["train_runtime"], "head_entries_changed": head_moved,
     "trainable_dtype_from_trl": stored_before, "storage_experiment": storage, "save_steps": args.save_steps,

@@ -130,7 +130,7 @@ print(f"merging in {dtype}: fp32 on a CPU; on a GPU bf16 (compute capability >= 
 # ## Reload the base in full precision
 # Same class and `num_labels=1` as in training, no `quantization_config`. The load report says `score.weight`
 # is MISSING — expected, exactly as in notebook 02: the base is a language model. The trained head arrives
-# with the adapter in the next step. On a GPU, `device_map="auto"` keeps on the GPU what fits and puts the
+# with the adapter two steps below. On a GPU, `device_map="auto"` keeps on the GPU what fits and puts the
 # rest in CPU memory: an 8B model in 16 bit (16 GB) is more than a T4's 15 GiB.
 
 # %%
@@ -145,6 +145,18 @@ base = AutoModelForSequenceClassification.from_pretrained(
 )
 base.config.pad_token_id = tokenizer.pad_token_id  # the reward is read at the last non-pad token
 print(type(base).__name__, base.dtype, "| score head:", base.score)
+
+# %% [markdown]
+# Before the adapter changes it, we keep what this *untrained* body makes of the held-out answers: the hidden state
+# at each answer's last token, the vector a `score` head reads. The pitfall section at the end compares it with the
+# trained body's.
+
+# %%
+from helpers.diagnose import last_token_states
+
+h_untrained = {side: last_token_states(base, tokenizer, [r["prompt"] + r[side] for r in test])
+               for side in ("chosen", "rejected")}
+print({side: h.shape for side, h in h_untrained.items()})
 
 # %% [markdown]
 # ## Attach the adapter
@@ -268,7 +280,7 @@ print({k: getattr(merged.config, k) for k in ("value_head_prefix", "mean", "std"
 # `LlamaForSequenceClassification`, one label, the pad id), and the tokenizer goes beside it, chat template
 # included, so the folder is complete on its own.
 #
-# "Complete" is not yet "read the same everywhere". Three readers get a different number from this folder as
+# "Complete" is not yet "read the same everywhere". Two readers get a different number from this folder as
 # transformers 5 writes it, with no error:
 # - **transformers 4.x** (RewardBench and many tools still use it) looks for `rope_theta`; transformers 5 writes
 #   only `rope_parameters`, so 4.x falls back to 10000 instead of LLaMA 3's 500000 and every position is encoded
@@ -406,32 +418,45 @@ print(f"held-out accuracy: random head {lucky:.2f}, its mirror image {1 - lucky:
       f"trained head {accuracy_merged:.2f}")
 
 # %% [markdown]
-# A random head far from 0.5, either way, is not bad luck: it is what random heads do here. A head `w` ranks a pair
-# right when `w · (h_chosen − h_rejected) > 0`, with `h` the hidden state it reads. If the chosen and rejected
-# answers differ in a *consistent* way (here the rejected ones are longer and ramble, so their last hidden states
-# sit on one side), the pairs' difference vectors share a direction, and a random `w` lands on one side of it for
-# most pairs at once: mostly right or mostly wrong, rarely in between. Below, 200 random heads on the same hidden
-# states, and how aligned the pairs' differences are (cosine with their mean; 0 would mean no shared direction):
+# A random head far from 0.5, either way, is not bad luck. A head `w` ranks a pair right when
+# `w · (h_chosen − h_rejected) > 0`, with `h` the hidden state it reads. If the pairs' difference vectors share one
+# direction, a random `w` lands on one side of it for most pairs at once: mostly right or mostly wrong, rarely in
+# between. What would give them a shared direction? A surface feature such as length could, if the rejected answers
+# were consistently the longer ones; below we count how often they are. The other candidate is training: the body
+# under this random head is the **trained** one (the LoRA update is merged into it), and training was about exactly
+# that, making chosen and rejected answers differ in a way one linear head can read. So we draw 200 random heads
+# twice, on the trained body's hidden states and on the untrained base's (kept at the reload above), and measure how
+# aligned the pairs' differences are in each (mean cosine with their mean; 0: no shared direction):
 
 # %%
-from helpers.diagnose import last_token_states, random_head_spread
+from helpers.diagnose import random_head_spread
 from helpers.plots import plot_random_heads, save_figure
+from helpers.audit import token_lengths
 
-h_chosen = last_token_states(bad, tokenizer, [r["prompt"] + r["chosen"] for r in test])
-h_rejected = last_token_states(bad, tokenizer, [r["prompt"] + r["rejected"] for r in test])
-spread = random_head_spread(h_chosen, h_rejected, n_heads=200, seed=SEED)
-far = float((abs(spread["accuracies"] - 0.5) >= 0.2).mean())
-print(f"random heads: accuracy from {spread['accuracies'].min():.2f} to {spread['accuracies'].max():.2f}; "
-      f"{far:.0%} of them are 0.2 or more away from 0.5; pair differences' mean cosine to their mean direction "
-      f"{spread['mean_cosine_to_mean_difference']:.2f}")
-fig = plot_random_heads(spread["accuracies"], trained=accuracy_merged)
+tokens = token_lengths(test, tokenizer)
+longer = sum(r > c for c, r in zip(tokens["chosen_tokens"], tokens["rejected_tokens"]))
+print(f"the rejected answer is the longer one (in tokens) in {longer} of {len(test)} held-out pairs")
+h_trained = {side: last_token_states(bad, tokenizer, [r["prompt"] + r[side] for r in test])
+             for side in ("chosen", "rejected")}
+spreads = {name: random_head_spread(h["chosen"], h["rejected"], n_heads=200, seed=SEED)
+           for name, h in (("untrained base", h_untrained), ("trained body", h_trained))}
+for name, spread in spreads.items():
+    accuracies = spread["accuracies"]
+    print(f"{name:14}: random heads' accuracy {accuracies.min():.2f} to {accuracies.max():.2f}, "
+          f"{np.mean(abs(accuracies - 0.5) >= 0.2):.0%} of them 0.2 or more from 0.5; "
+          f"mean cosine {spread['mean_cosine_to_mean_difference']:.2f}")
+fig = plot_random_heads(spreads["trained body"]["accuracies"], trained=accuracy_merged,
+                        untrained=spreads["untrained base"]["accuracies"])
 save_figure(fig, run_dir, "03_random_heads")
 fig
 
 # %% [markdown]
-# So a random head can look "good" (or "inverted") on a held-out set that shares one such feature, and that is
-# exactly why accuracy alone cannot tell a trained head from a lucky one: the trained head must also match the
-# *adapter's* head value for value, which is what the verifier checks next.
+# Length cannot be it: the rejected answer is the longer one in fewer than half of the pairs (the count above). The
+# spread comes from training. On the untrained base the random heads stay nearer 0.5 and the pairs' differences are
+# less aligned; on the trained body the heads spread out and the differences are more aligned. That is the lesson of
+# the pitfall: a merge that lost its head still carries the trained body, and a random head on top of it can look
+# "good" (or "inverted") on held-out data. This is why accuracy alone cannot tell a trained head from a lucky one: the
+# trained head must also match the *adapter's* head value for value, which is what the verifier checks next.
 
 # %% [markdown]
 # Loaded on its own, that folder raises no warning at all: the random head *was* saved, so nothing is missing,
@@ -489,6 +514,10 @@ metrics = {
     "unexpected_keys": report["unexpected_keys"], "head_shape": report["head_shape"],
     "pad_token_id": report["pad_token_id"], "verified": report["ok"], "normalization": norm,
     "pitfall_caught": not caught["ok"], "test_pairs": len(test), "merged_dir": str(merged_dir),
+    "rejected_longer_pairs": longer,
+    "random_heads": {name: {"min": float(sp["accuracies"].min()), "max": float(sp["accuracies"].max()),
+                            "std": float(sp["accuracies"].std()),
+                            "mean_cosine": sp["mean_cosine_to_mean_difference"]} for name, sp in spreads.items()},
 }
 save_metrics(run_dir, "03_merge_value_head", metrics)
 {k: metrics[k] for k in ("max_abs_diff_merged_vs_adapter", "agreement_8bit_vs_merged", "spearman_8bit_vs_merged")}
@@ -517,13 +546,14 @@ check_exercise("03.1", answer, run_dir, profile)
 #   reads which folder (the config also carries the keys transformers 4.x and vLLM read);
 # - `rm_merged/llamafactory/`: the causal-LM layout with `value_head.safetensors` and PPO settings;
 # - `rm_pitfall/adapter_without_head/`: the head-less adapter (its merged copy was deleted above);
-# - `RUN_DIR/figures/03_random_heads.png`: 200 random heads' held-out accuracy against the trained head's;
+# - `RUN_DIR/figures/03_random_heads.png`: 200 random heads' held-out accuracy on the trained body and on the
+#   untrained base, against the trained head's;
 # - `RUN_DIR/metrics/03_merge_value_head.json`: merge error, 8-bit drift, LLaMA-Factory and fresh-process checks,
 #   the merge dtype and the normalisation — with the adapter, all it takes to rebuild `rm_merged/`.
 #
 # Outside Colab `rm_merged/` and `rm_pitfall/` are in `RUN_DIR`. In Colab they are on this runtime's local disk
 # (printed at the top: `/content/reward-lab-local/...`), because the 8B merge is 15 GB and a free Drive holds 15 GB
-# in all; notebooks 04 and 05 run in runtimes of their own and rebuild `rm_merged/` from the adapter on Drive.
+# in all; notebooks 04, 05 and 06 run in runtimes of their own and rebuild `rm_merged/` from the adapter on Drive.
 #
 # ## Next
 # [04 · Score responses](04_score_responses.ipynb): load this folder the right way, score single answers and

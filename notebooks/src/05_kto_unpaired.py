@@ -280,10 +280,16 @@ print(f"{len(sample)} held-out rows: max |implicit reward| before training = "
 
 # %% [markdown]
 # ## Train
-# Watch the log lines: `rewards/chosen` (desirable rows) should rise, `rewards/rejected` (undesirable rows) fall,
-# and `rewards/margins` grow. `kl` is the reference point $z_0$ in nats (the rewards are β × nats): it grows as
-# the policy drifts from the reference, and it is noisy, because each batch estimates it from only
-# `kto_batch_size` mismatched pairs.
+# Watch the log lines. `rewards/chosen` and `rewards/rejected` are β·log π_θ/π_ref averaged over a batch's desirable
+# and undesirable rows, `rewards/margins` the first minus the second. KTO's loss pushes each desirable row's reward
+# above the reference point $z_0$ and each undesirable row's below it, but both go through the same weights, and
+# consecutive log lines average different rows: pushing undesirable completions down can pull desirable ones down,
+# so `rewards/chosen` need not rise. What the loss asks for is the gap, desirable above undesirable: a positive
+# `rewards/margins`. `kl` is $z_0$ in nats (the rewards are β × nats): in each batch the mean of log π_θ − log π_ref
+# over the mismatched completions, **clamped at 0** (TRL's `kto_trainer.py`: `.clamp(min=0)`), and each log line
+# averages `logging_steps` batches. It is noisy, because a batch estimates it from only `kto_batch_size` mismatched
+# pairs, and a 0 means that every batch behind that log line came out negative: on average the policy made the
+# mismatched completions *less* likely than the reference did.
 
 # %%
 train_result = trainer.train()
@@ -296,6 +302,18 @@ from helpers.plots import save_figure
 fig = plot_kto_curves(trainer.state.log_history)
 save_figure(fig, run_dir, "05_kto_curves")
 fig
+
+# %% [markdown]
+# The same log lines as numbers, so you can read what this run did rather than what a run "should" do:
+
+# %%
+from helpers.train import split_history
+
+logged = split_history(trainer.state.log_history)["train"]
+for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"):
+    print(f"{key:16}", " ".join(f"{v:+.2f}" for v in logged[key]))
+kl_at_zero = sum(v == 0 for v in logged["kl"])
+print(f"kl is 0 (every batch's estimate clamped) in {kl_at_zero} of {len(logged['kl'])} log lines")
 
 # %% [markdown]
 # ## Did it learn? Held-out implicit rewards
@@ -441,6 +459,7 @@ metrics = {
     "train_runtime_s": train_result.metrics["train_runtime"], "quantization": profile.quantization,
     "dtype": dtype.name, "seconds": round(time.perf_counter() - start, 1),
     "answers_before": stats_before, "answers_after": stats_after,
+    "kto_log": {k: logged[k] for k in ("step", "rewards/chosen", "rewards/rejected", "rewards/margins", "kl")},
 }
 save_metrics(run_dir, "05_kto_unpaired", metrics)
 {k: metrics[k] for k in ("margin_before", "margin_after", "rm_reward_before", "rm_reward_after", "rm_win_rate")}
@@ -468,7 +487,7 @@ check_exercise("05.1", answer, run_dir, profile)
 #   `05_implicit_rewards.png` (held-out implicit rewards by label) and `05_before_after.png` (the policy's
 #   answers before and after: RM reward, length, distinct-2, repeated answers);
 # - `RUN_DIR/metrics/05_kto_unpaired.json`: held-out margins before and after, RM rewards before and after, win rate,
-#   class weights and the batch check.
+#   class weights, the batch check, and the logged rewards and `kl` (`kto_log`).
 #
 # ## Next
 # You have built the loop up to here: data (01), a reward model (02–03), scoring (04), and a policy aligned from
