@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig, LlamaConfig
+from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig, LlamaConfig, TrainerCallback
 
 from helpers.env import pick_dtype, quiet_warnings, versions
 from helpers.train import bradley_terry_loss
@@ -115,28 +115,23 @@ VARIANTS = {"notebook": {},
             "no-trainer-gc": {"gradient_checkpointing": False}}
 
 
-class _StepTimer:
-    """A TrainerCallback that times each optimizer step (CUDA synchronised), the first one apart."""
+class _StepTimer(TrainerCallback):
+    """Times each optimizer step (CUDA synchronised); the caller leaves the first one out."""
 
     def __init__(self, device: str):
-        from transformers import TrainerCallback
-
-        timer = self
-
-        class _Callback(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                timer._sync()
-                timer._start = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                timer._sync()
-                timer.seconds.append(time.perf_counter() - timer._start)
-
-        self.device, self.seconds, self._start, self.callback = device, [], 0.0, _Callback()
+        self.device, self.seconds, self._start = device, [], 0.0
 
     def _sync(self):
         if self.device == "cuda":
             torch.cuda.synchronize()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._sync()
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._sync()
+        self.seconds.append(time.perf_counter() - self._start)
 
 
 def _random_pairs(n: int, seq: int, vocab: int, pad_id: int, seed: int = 0):
@@ -188,7 +183,7 @@ def run_trainer_config(base: Path, quant: str, seq: int, dtype_name: str, steps:
         timer = _StepTimer(device)
         trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora,
                                 train_dataset=_random_pairs(pairs, seq, 4000, tokenizer.pad_token_id),
-                                callbacks=[timer.callback])
+                                callbacks=[timer])
         cast = keep_trainable_fp32(trainer.model) if keep_fp32 else {"kept as TRL cast them": True}
         if keep_fp32:
             check_trainable_fp32(trainer.model)
