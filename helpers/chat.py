@@ -23,7 +23,8 @@ CHATML_CHAT_TEMPLATE = (
 )
 
 # LLaMA 3.0 calls id 128004 `<|reserved_special_token_2|>`; LLaMA 3.1 renamed it `<|finetune_right_pad_id|>`.
-PAD_CANDIDATES = (LLAMA3_PAD_TOKEN, "<|reserved_special_token_2|>")
+# ChatML models (Qwen2, SmolLM2) have `<|endoftext|>` besides their EOS `<|im_end|>`.
+PAD_CANDIDATES = (LLAMA3_PAD_TOKEN, "<|reserved_special_token_2|>", "<|endoftext|>")
 
 
 class RewardSetupError(ValueError):

@@ -64,12 +64,26 @@ def _common(profile, seed: int, cpu: bool, dtype) -> dict:
     return {**lora, **quant, **train}
 
 
+def _reward_chat_settings(base_path: str) -> tuple[str, str]:
+    """The chat template and pad token notebook 02 trains with: the base tokenizer's own where it has both (an
+    instruct model such as SmolLM2, built locally), else LLaMA 3's template and reserved pad
+    (`prepare_reward_tokenizer`)."""
+    if Path(base_path).is_dir():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(base_path)
+        if tokenizer.chat_template and tokenizer.pad_token and tokenizer.pad_token_id != tokenizer.eos_token_id:
+            return tokenizer.chat_template, tokenizer.pad_token
+    return LLAMA3_CHAT_TEMPLATE, LLAMA3_PAD_TOKEN
+
+
 def reward_config(profile, run_dir: str | Path, seed: int = 42, cpu: bool | None = None, dtype: str = "auto") -> dict:
     """`trl reward` settings equal to notebook 02's (model, data, LoRA with SEQ_CLS, quantisation, training)."""
     run_dir = Path(run_dir)
-    template = run_dir / "configs" / "llama3_chat_template.jinja"
+    chat_template, pad_token = _reward_chat_settings(profile.model_path("rm_base", run_dir))
+    template = run_dir / "configs" / "reward_chat_template.jinja"
     template.parent.mkdir(parents=True, exist_ok=True)
-    template.write_text(LLAMA3_CHAT_TEMPLATE, encoding="utf-8")
+    template.write_text(chat_template, encoding="utf-8")
     return {
         "model_name_or_path": run_relative(profile.model_path("rm_base", run_dir), run_dir),
         "dataset_name": _data_folder(run_dir, "reward_data", {"train": "train.jsonl", "test": "test.jsonl"}),
@@ -81,7 +95,7 @@ def reward_config(profile, run_dir: str | Path, seed: int = 42, cpu: bool | None
         "per_device_train_batch_size": profile.per_device_train_batch_size,
         "gradient_accumulation_steps": profile.gradient_accumulation_steps,
         "per_device_eval_batch_size": profile.eval_batch_size, "max_length": profile.max_length,
-        "eval_strategy": "epoch", "pad_token": LLAMA3_PAD_TOKEN, "chat_template_path": run_relative(template, run_dir),
+        "eval_strategy": "epoch", "pad_token": pad_token, "chat_template_path": run_relative(template, run_dir),
     }
 
 

@@ -69,7 +69,7 @@ def require_notebook_inputs(notebook: str, run_dir, profile) -> None:
     """
     for writer, names in NOTEBOOK_INPUTS[notebook].items():
         paths = [profile.model_path(n, run_dir) if n in ("rm_base", "policy_base") else Path(run_dir) / n
-                 for n in names if n not in ("rm_base", "policy_base") or profile.is_tiny]
+                 for n in names if n not in ("rm_base", "policy_base") or profile.is_local]
         require_inputs(paths, notebook=writer)
 
 
@@ -252,3 +252,17 @@ def split_dataset(dataset, test_size: float = 0.2, seed: int = 0) -> dict:
         dataset = dataset.add_column("split", splits)
     return {name: dataset.select([i for i, s in enumerate(splits) if s == name])
             for name in ("train", "test")}
+
+
+def heldout_subset(dataset, limit: int, seed: int = 0, what: str = "held-out rows"):
+    """The rows a notebook evaluates on: all of them, or `limit` drawn at random (with `seed`) when `limit` > 0.
+
+    On a CPU every held-out row costs a real model seconds per evaluation pass; the `smol` profile caps them
+    (`profile.heldout_limit`). Says what it kept, so no row is left out silently.
+    """
+    if not limit or limit >= len(dataset):
+        return dataset
+    kept = dataset.shuffle(seed=seed).select(range(limit))
+    print(f"evaluating {limit} of {len(dataset)} {what}, drawn at random with seed {seed} (profile "
+          f"heldout_limit={limit}: each pass over all of them costs minutes on a CPU; 0 keeps all)")
+    return kept

@@ -102,3 +102,35 @@ def distinct_n(texts: list[str], n: int = 2) -> float:
     """Distinct n-grams over all n-grams of a set of answers (words): 1.0 = no repetition, near 0 = collapse."""
     grams = [tuple(words[i:i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def describe_answer_change(before: dict, after: dict, win_rate: float) -> list[str]:
+    """What happened to a policy's answers, in sentences written from this run's numbers (notebook 05).
+
+    Args:
+        before, after: {"RM reward (mean)", "answer length (words)", "distinct-2", "prompts sharing an answer"}.
+        win_rate: share of prompts whose answer the reward model scores higher after than before.
+
+    Returns:
+        One sentence per measure, then a reading: over-optimisation signs only when the reward rose while the
+        answers grew more alike (distinct-2 down by more than 0.05, or more prompts sharing an answer).
+    """
+    d_reward = after["RM reward (mean)"] - before["RM reward (mean)"]
+    d_distinct = after["distinct-2"] - before["distinct-2"]
+    shared = (before["prompts sharing an answer"], after["prompts sharing an answer"])
+    lines = [f"The reward model's mean score went {'up' if d_reward > 0 else 'down'} by {abs(d_reward):.3f}, and it "
+             f"prefers the trained policy's answer on {win_rate:.0%} of the prompts.",
+             f"Answers went from {before['answer length (words)']:.1f} to {after['answer length (words)']:.1f} words;"
+             f" distinct-2 from {before['distinct-2']:.2f} to {after['distinct-2']:.2f}; prompts sharing an answer "
+             f"word for word from {shared[0]} to {shared[1]}."]
+    alike = d_distinct < -0.05 or shared[1] > shared[0]
+    if d_reward > 0 and alike:
+        lines.append("Reading: the reward rose while the answers grew more alike. That is the signature of "
+                     "over-optimisation: read the answers above for the style the policy converged on.")
+    elif d_reward > 0:
+        lines.append("Reading: the reward rose and the answers did not grow more alike by these measures; whether "
+                     "they got better is for the answers themselves (and notebook 06's judges) to show.")
+    else:
+        lines.append("Reading: the reward model does not prefer the trained policy on average. KTO never saw it: "
+                     "the two learned from the same data but need not agree, least of all after a short run.")
+    return lines

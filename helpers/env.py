@@ -298,9 +298,11 @@ def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | 
     """Choose the training dtype from the hardware (notebook 00, "Hardware and dtype", explains the policy).
 
     CUDA with compute capability >= 8.0 (A100, L4, H100) -> bf16. 7.x (T4, V100) -> fp16: their bf16
-    is emulated, even though `torch.cuda.is_bf16_supported()` may say True. CPU -> bf16 autocast, the
-    CPU's closest twin of 16-bit GPU compute: accelerate enables fp16 autocast only on GPUs (accelerate/
-    accelerator.py, `native_amp`). Trainable parameters stay fp32 everywhere (`helpers.train.keep_trainable_fp32`).
+    is emulated, even though `torch.cuda.is_bf16_supported()` may say True. CPU with native bf16 (AVX-512, AMX)
+    -> bf16 autocast, the CPU's closest twin of 16-bit GPU compute: accelerate enables fp16 autocast only on GPUs
+    (accelerate/accelerator.py, `native_amp`). CPU without it (AVX2 only: most laptops, some CI machines) -> fp32
+    for the whole course: torch emulates bf16 there, many times slower (`cpu_bf16_is_fast`). Trainable parameters
+    stay fp32 everywhere (`helpers.train.keep_trainable_fp32`).
 
     Args:
         device: "cuda" or "cpu"; default: cuda when available.
@@ -310,6 +312,9 @@ def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | 
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
+        if not cpu_bf16_is_fast():
+            return DtypeChoice(torch.float32, False, False, f"CPU without native bf16 "
+                               f"({torch.backends.cpu.get_cpu_capability()}): fp32, bf16 would be emulated")
         return DtypeChoice(torch.bfloat16, True, False,
                            "CPU: bf16 autocast (accelerate has no fp16 autocast on CPU)")
     major, minor = compute_capability or torch.cuda.get_device_capability()
@@ -322,31 +327,31 @@ def pick_dtype(device: str | None = None, compute_capability: tuple[int, int] | 
 def cpu_bf16_is_fast() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX-512 or AMX); AVX2-only CPUs emulate it, far slower than fp32.
 
-    Measured on a 2-core AVX2 machine (torch 2.13): a 512 x 512 matmul takes 2.5 ms in fp32 and 220 ms in bf16.
+    Measured on a 2-core AVX2 machine (torch 2.13): a 512 x 512 matmul takes 2.5 ms in fp32 and 220 ms in bf16
+    (`make test` 30 minutes instead of 10). The environment variable REWARD_LAB_CPU_BF16=0 (or 1) overrides the
+    detection: CI and tests use it to run the AVX2 path on any machine.
     """
     import torch
 
+    forced = os.environ.get("REWARD_LAB_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     return torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
 
 
-def dtype_policy(name: str = "auto", cpu_fp32_when_bf16_is_slow: bool = False) -> DtypeChoice:
+def dtype_policy(name: str = "auto") -> DtypeChoice:
     """`pick_dtype()` for "auto", or the policy a learner forces: "fp16" (a T4's) or "bf16".
 
     Forcing "fp16" on a CPU builds the trainer exactly as on a T4 (`fp16=True`, fp16 weights); accelerate
     enables fp16 autocast only on GPUs, so the CPU computes in fp32 but the set-up checks still apply.
-    With `cpu_fp32_when_bf16_is_slow`, "auto" on a CPU without native bf16 (`cpu_bf16_is_fast`) gives fp32:
-    notebook 06's RL loop generates token by token, and emulated bf16 made each GRPO step 4x slower.
+    "auto" on a CPU without native bf16 gives fp32 (`pick_dtype`).
     """
     import torch
 
     choices = {"fp16": DtypeChoice(torch.float16, False, True, "forced: fp16 (a T4's policy)"),
                "bf16": DtypeChoice(torch.bfloat16, True, False, "forced: bf16")}
     if name == "auto":
-        choice = pick_dtype()
-        if cpu_fp32_when_bf16_is_slow and choice.bf16 and not torch.cuda.is_available() and not cpu_bf16_is_fast():
-            return DtypeChoice(torch.float32, False, False, f"CPU without native bf16 "
-                               f"({torch.backends.cpu.get_cpu_capability()}): fp32, bf16 would be emulated")
-        return choice
+        return pick_dtype()
     if name not in choices:
         raise ValueError(f"DTYPE={name!r} is not one of 'auto', 'fp16', 'bf16'.")
     return choices[name]

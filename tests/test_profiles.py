@@ -2,11 +2,11 @@ import dataclasses
 
 import pytest
 
-from helpers.profiles import PROFILES, TINY_POLICY, TINY_RM_BASE, get_profile
+from helpers.profiles import PROFILES, SMOL_MODEL, TINY_POLICY, TINY_RM_BASE, get_profile
 
 
 def test_unknown_profile_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown profile 'llama-3-8b'\. Valid profiles: 'tiny', 'llama3-8b'"):
+    with pytest.raises(ValueError, match=r"Unknown profile 'llama-3-8b'\. Valid profiles: 'tiny', 'smol', 'llama3-8b'"):
         get_profile("llama-3-8b")
 
 
@@ -25,6 +25,15 @@ def test_tiny_profile_is_offline_and_cpu():
     assert p.model_path("rm_base", "/r").endswith(f"models/{TINY_RM_BASE}")
     assert p.model_path("policy_base", "/r").endswith(f"models/{TINY_POLICY}")
     assert get_profile("llama3-8b").model_path("rm_base", "/r") == "meta-llama/Meta-Llama-3-8B"
+
+
+def test_smol_profile_is_offline_one_real_model_for_both_roles():
+    p = get_profile("smol")
+    assert p.is_local and not p.is_tiny and p.hub_models == () and p.min_gpu_memory_gib == 0
+    assert p.quantization == "8bit" and p.gradient_checkpointing  # the 8B recipe's code path, sized for a laptop
+    assert p.model_path("rm_base", "/r") == p.model_path("policy_base", "/r")
+    assert p.model_path("rm_base", "/r").endswith(f"models/{SMOL_MODEL}")
+    assert not get_profile("llama3-8b").is_local and get_profile("tiny").is_local
 
 
 def test_overrides_and_unknown_fields():

@@ -170,3 +170,15 @@ def test_grpo_trains_the_8bit_lora_policy_with_reentrant_checkpointing(tiny_rm_b
     assert layer.gradient_checkpointing and layer._gradient_checkpointing_func.keywords == {"use_reentrant": True}
     moved = {n for n, p in trainer.model.named_parameters() if n in lora_b and not torch.equal(p, lora_b[n])}
     assert lora_b and moved == set(lora_b)  # with no input requiring grad, reentrant checkpointing would give none
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"rm": 0.5, "judge": -0.2, "overlap": 0.0}, "neither judge did: over-optimisation"),
+    ({"rm": 0.5, "judge": 0.2, "overlap": -0.1}, "so did the second reward model:"),
+    ({"rm": 0.5, "judge": 0.2, "overlap": 0.1}, "so did the second reward model and the overlap"),
+    ({"rm": 0.0, "judge": -0.3, "overlap": -0.3}, "did not rise"),
+])
+def test_notebook_06_reads_over_optimisation_from_the_runs_own_lines(changes, words):
+    from helpers.rl import read_overoptimisation
+
+    assert words in read_overoptimisation(changes)

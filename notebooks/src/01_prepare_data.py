@@ -16,6 +16,7 @@
 # | profile | hardware | time for this notebook |
 # |---|---|---|
 # | `tiny` | any CPU, offline | under a minute |
+# | `smol` | any CPU, offline | under a minute |
 # | `llama3-8b` | Colab T4 16 GB or better | about a minute (tokenizer only, no model) |
 
 # %% [markdown]
@@ -45,7 +46,7 @@ versions = setup()  # Colab: installs the pinned libraries and mounts Google Dri
 
 # %% tags=["parameters"]
 from helpers import KIT_ROOT
-PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny" or "smol": offline CPU courses
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 DATA_PATH = str(KIT_ROOT / "data" / "preferences.jsonl")  # preference pairs: a file, folder or Hub dataset
@@ -57,8 +58,8 @@ RATING_THRESHOLD: float = None  # unpaired rows with a `rating` but no `label`: 
 ON_ERROR = "report"  # or "raise"
 
 # %% [markdown]
-# The length audit needs the reward model's tokenizer: built by notebook 00 on `tiny`, or from the Hub cache on
-# a GPU profile. If it is missing, the next cell stops at once and says which notebook to run.
+# The length audit needs the reward model's tokenizer: built by notebook 00 on `tiny` and `smol`, or from the Hub
+# cache on a GPU profile. If it is missing, the next cell stops at once and says which notebook to run.
 
 # %%
 import time
@@ -266,15 +267,47 @@ answer = None  # Level 2: a multiple of 64
 check_exercise("01.1", answer, run_dir, profile)
 
 # %% [markdown]
-# Token lengths per side and split, with `max_length` as the dashed line. In the kit's pairs the rejected
-# answers run longer (rambling is one of its failure modes), so it is mostly the rejected side that crosses the
-# line; with your own data, see which side it is.
+# Token lengths per side and split, with `max_length` as the dashed line. Which side crosses it, and in which
+# pairs, depends on the data *and on the tokenizer*: some of the kit's rejected answers are padded with verbiage
+# (failure mode `padded_verbosity`), but a tokenizer that spends many tokens per character on one language makes that
+# language's pairs long on both sides.
 
 # %%
 from helpers.plots import plot_token_lengths
 
 figures["token_lengths"] = plot_token_lengths(audit)
 figures["token_lengths"]
+
+# %% [markdown]
+# The dropped pairs counted by side, and, where the rows have a `language`, by language, with this tokenizer's
+# tokens per character of the answers in each language:
+
+# %%
+import numpy as np
+
+over = {side: np.array(audit["lengths"][f"{side}_tokens"]) > profile.max_length for side in ("chosen", "rejected")}
+dropped = over["chosen"] | over["rejected"]
+print(f"{dropped.sum()} pairs dropped: the chosen side is over max_length in {over['chosen'].sum()}, the rejected "
+      f"side in {over['rejected'].sum()} (a pair can count on both sides)")
+if "language" in pairs.column_names:
+    languages = list(pairs["language"])
+    answers = [answer[-1]["content"] for answer in list(pairs["chosen"]) + list(pairs["rejected"])]
+    answer_tokens = [len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]]
+    for language, n in Counter(languages).most_common():
+        mine = [i for i, lang in enumerate(languages * 2) if lang == language]  # its chosen and rejected answers
+        per_char = sum(answer_tokens[i] for i in mine) / max(1, sum(len(answers[i]) for i in mine))
+        n_dropped = sum(d for d, lang in zip(dropped, languages) if lang == language)
+        print(f"language {language}: {n} pairs, {n_dropped} dropped; "
+              f"{per_char:.2f} tokens per character of the answers")
+else:
+    print("No `language` column in this data, so no count per language.")
+
+# %% [markdown]
+# Read the counts, not a rule of thumb. On `smol`, SmolLM2's tokenizer, trained mostly on English text, spends far
+# more tokens per character on the Chinese answers than on the English ones (the last column), so the length cut
+# falls mostly on the Chinese pairs, on either side: with this `max_length` the reward model trains on fewer Chinese
+# pairs than the file holds. A cut that removes one language or one category unevenly changes what the model
+# learns; raising `max_length`, or shortening those answers, is the fix.
 
 # %% [markdown]
 # ## 6 · Unpairing for KTO

@@ -1,23 +1,27 @@
 # %% [markdown]
-# # 02 · Train a reward model: 8-bit LLaMA 3 + LoRA with TRL
+# # 02 · Train a reward model: an 8-bit base + LoRA with TRL
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/reward-lab/reward-lab/blob/main/notebooks/02_train_reward_model.ipynb)
 #
 # A reward model reads a conversation and returns **one number**: how good the last answer is. We train
-# one from the pairs of notebook 01 with a widely shared recipe — LLaMA 3 8B loaded in 8-bit, LoRA
-# r=8/alpha=16, lr 1e-5, batch 2 × accumulation 4, max_length 1024, 3 epochs — done the way TRL 1.x needs it
-# (the recipe's LoRA dropout 0.05 is one thing TRL quietly turns off: see `RewardConfig` below), and we check that it learned something on pairs it never saw.
+# one from the pairs of notebook 01 with a widely shared recipe, done the way TRL 1.x needs it (the recipe's LoRA
+# dropout 0.05 is one thing TRL quietly turns off: see `RewardConfig` below), and we check that it learned something
+# on pairs it never saw. The `llama3-8b` profile is that recipe: LLaMA 3 8B loaded in 8-bit, LoRA r=8/alpha=16,
+# lr 1e-5, batch 2 × accumulation 4, max_length 1024, 3 epochs. The CPU profiles (`tiny`, `smol`) keep its shape, an
+# 8-bit base with LoRA, with a small model and sizes of their own.
 #
 # **You will learn**
 # - what a reward model *is* in TRL: `AutoModelForSequenceClassification` with `num_labels=1` — a linear
 #   `score` head on the last token, **not** a sum of token log-likelihoods (a common misreading);
 # - the Bradley–Terry loss `-log σ(r_chosen − r_rejected)`, computed by hand and by the trainer;
 # - 8-bit loading with bitsandbytes, `prepare_model_for_kbit_training`, and why LoRA needs `task_type="SEQ_CLS"`;
-# - `RewardConfig` / `RewardTrainer`, evaluation each epoch, TensorBoard, and resuming after a disconnect.
+# - `RewardConfig` / `RewardTrainer`, evaluation at the end of each epoch (or of training, when it is shorter than
+#   one), TensorBoard, and resuming after a disconnect.
 #
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | 1–2 minutes |
+# | `smol` | any CPU, offline | about 6 minutes on 2 CPU cores |
 # | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | ~25 minutes of training on a T4 (96 steps, computed), plus the 16 GB download; peak GPU 12.8 GiB (measured on an H200 with the 8B shape; 13.1 computed) |
 
 # %%
@@ -30,14 +34,14 @@ from helpers import setup, default_run_dir
 versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
-PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny" or "smol": offline CPU courses
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 RESUME = False  # True: continue from the newest checkpoint in RUN_DIR/rm_adapter/checkpoints/
 QUANTIZATION = "profile"  # "profile" (8bit), "8bit", "4bit" (QLoRA) or "none" (full-precision base)
 MAX_STEPS = -1  # > 0: stop after this many optimizer steps (quick smoke runs)
 DTYPE = "auto"  # "auto" (from the hardware), or force "fp16" (a T4's policy, also on CPU) or "bf16"
-STORAGE_STEPS = 4  # steps of the bf16-vs-fp32 experiment; 0: skip it
+STORAGE_STEPS = -1  # steps of the bf16-vs-fp32 experiment; -1: the profile's storage_steps; 0: skip it
 
 # %%
 import time
@@ -63,23 +67,31 @@ print(f"profile {profile.name}, quantization {profile.quantization}, dtype {dtyp
 
 # %%
 from datasets import load_dataset
+from helpers.data import heldout_subset
 
 train = load_dataset("json", data_files=str(run_dir / "data" / "train.jsonl"), split="train")
 test = load_dataset("json", data_files=str(run_dir / "data" / "test.jsonl"), split="train")
+test = heldout_subset(test, profile.heldout_limit, seed=SEED, what="held-out pairs")  # all, unless capped (smol)
 print(train)
 train[0]["prompt"], train[0]["chosen"], train[0]["rejected"]
 
 # %% [markdown]
-# The tokenizer needs two things the LLaMA 3 *base* model does not ship: a chat template, and a **pad token
-# that never occurs in a real sequence**. The rule: transformers reads the reward at the last token whose id is
-# not `pad_token_id` (`modeling_layers.py`, `...ForSequenceClassification.forward`: `non_pad_mask`). So if the pad
-# id is a token your sequences end with, the reward is read too early. What that means depends on the EOS:
-# - an *Instruct* tokenizer's EOS is `<|eot_id|>`, the token that closes every chat turn: with pad = EOS every
-#   reward is read one token before the end, at the last word of the answer instead of the end of the turn;
+# The tokenizer needs two things: a chat template, and a **pad token that never occurs in a real sequence**. The
+# rule: transformers reads the reward at the last token whose id is not `pad_token_id` (`modeling_layers.py`,
+# `...ForSequenceClassification.forward`: `non_pad_mask`). So if the pad id is a token your sequences end with, the
+# reward is read too early. With LLaMA 3, the common shortcut pad = EOS shows both cases:
+# - LLaMA 3 *Instruct*'s EOS is `<|eot_id|>`, the token that closes every chat turn: with pad = EOS every reward is
+#   read one token before the end, at the last word of the answer instead of the end of the turn;
 # - the LLaMA 3 *base* tokenizer's EOS is `<|end_of_text|>`, which the chat template never writes: pad = EOS
 #   reads the right token there, until a text happens to contain it.
 #
-# A dedicated pad token needs no such case analysis. LLaMA 3 reserves `<|finetune_right_pad_id|>` for exactly this.
+# A dedicated pad token, one the chat template never writes, needs no such case analysis. LLaMA 3 reserves one for
+# exactly this: `<|finetune_right_pad_id|>` (id 128004; LLaMA 3.0's tokenizer names it
+# `<|reserved_special_token_2|>`).
+# `prepare_reward_tokenizer` adds only what is missing. The LLaMA 3 *base* model ships neither a template nor a pad
+# token (and `tiny`'s base copies that), so it gets LLaMA 3's template and that pad token. SmolLM2 (`smol`) brings its
+# own ChatML template, and the kit's copy already pads with `<|endoftext|>`, which that template never writes: both
+# are kept. The line below shows this profile's pad and EOS.
 
 # %%
 from transformers import AutoTokenizer
@@ -141,9 +153,10 @@ model.config.pad_token_id = tokenizer.pad_token_id  # where the reward is read: 
 print(type(model).__name__, "| reward head:", model.score)
 
 # %% [markdown]
-# transformers printed a **load report** above (in red, on stderr), and both of its lines are expected here:
-# - `lm_head.weight | UNEXPECTED`: the checkpoint's next-token head (vocabulary × hidden) has no place in a
-#   sequence classifier, so it is left out;
+# transformers printed a **load report** above (in red, on stderr), and each of its lines is expected here:
+# - `lm_head.weight | UNEXPECTED`, only where the checkpoint has a separate next-token head (`tiny`, LLaMA 3 8B):
+#   that head (vocabulary × hidden) has no place in a sequence classifier, so it is left out. SmolLM2 ties its head
+#   to the input embeddings, so on `smol` there is no such line;
 # - `score.weight | MISSING`: the reward head is new, initialised at random. Training it is the point of this
 #   notebook (LoRA's `SEQ_CLS` task, below, makes it trainable and saves it with the adapter).
 #
@@ -202,10 +215,13 @@ with expect_error(ValueError):
 # (fp16 on a T4). And one default we keep, written out so you see it: `disable_dropout=True` sets every dropout
 # in the model to 0 once TRL has wrapped it with LoRA (`reward_trainer.py`, `disable_dropout_in_model`), LoRA's
 # own dropout included, so the recipe's `lora_dropout=0.05` would never apply: the profile says 0. (Dropout makes
-# the chosen and rejected passes of one pair see different networks, which adds noise to the margin.) Evaluation runs on the held-out split every epoch; checkpoints every `save_steps`, which the
-# profile sets to about ten minutes of T4 time (`helpers.resources.checkpoint_steps`): a Colab disconnect then
-# costs at most that. The checkpoints go to `RUN_DIR` — on Google Drive in Colab — and only the newest two are
-# kept (`save_total_limit=2`): each holds the adapter and its optimizer state, tens of MB for the 8B profile.
+# the chosen and rejected passes of one pair see different networks, which adds noise to the margin.) Evaluation
+# runs on the held-out split at the end of every epoch (`eval_strategy="epoch"`), and at the end of training when
+# that comes first (`smol` trains for half an epoch). Checkpoints come every `save_steps`: the `llama3-8b` profile
+# sets it to about ten minutes of T4 time (`helpers.resources.checkpoint_steps`), so a Colab disconnect costs at
+# most that; the CPU profiles set a small fixed number (printed below). The checkpoints go to `RUN_DIR` — on Google
+# Drive in Colab — and only the newest two are kept (`save_total_limit=2`): each holds the adapter and its optimizer
+# state, tens of MB for the 8B profile.
 #
 # One setting is ours, not TRL's: `gradient_checkpointing_kwargs={"use_reentrant": True}`. Given none, transformers
 # 5.23 checkpoints with `use_reentrant=False` (`modeling_utils.py`, `_activation_checkpointing_enable`). On an H200,
@@ -286,7 +302,8 @@ with torch.no_grad(), training_autocast(args, trainer.model.device):
 r_chosen, r_rejected = rewards.chunk(2)  # kept in the autocast dtype, exactly as the trainer computes
 by_hand = -F.logsigmoid(r_chosen - r_rejected).mean().float()  # the Bradley-Terry loss: the whole of it
 by_trainer = trainer_loss_on_batch(trainer, batch)
-print(f"by hand {by_hand.item():.6f}  trainer {by_trainer.item():.6f}  (untrained: about log 2 = 0.693)")
+print(f"by hand {by_hand.item():.6f}  trainer {by_trainer.item():.6f}  (untrained: near log 2 = 0.693, lower where "
+      "the random head already favours the chosen answers)")
 assert torch.allclose(by_hand, by_trainer, atol=1e-6), "the trainer's loss should be Bradley-Terry"
 
 # %% [markdown]
@@ -304,7 +321,7 @@ from helpers.train import latest_checkpoint, whole_run_loss
 resume_from = latest_checkpoint(checkpoint_dir) if RESUME else None
 print(f"resuming from {resume_from}" if resume_from else "training from the start")
 before_training = None
-if not resume_from:  # the curves' first point: the held-out split before any training step (chance level)
+if not resume_from:  # the curves' first point: the held-out split before any training step (a random head)
     before_training = trainer.evaluate()
     print(f"before training: held-out accuracy {before_training['eval_accuracy']:.3f}, "
           f"loss {before_training['eval_loss']:.3f} (log 2 = 0.693)")
@@ -328,8 +345,10 @@ if in_colab():
 # %% [markdown]
 # ## Did it learn?
 # Curves first, each with its chance level dotted: the loss starts near log 2 ≈ 0.69 (a coin flip) and falls; on
-# the held-out split, accuracy starts near 0.5 (the point at step 0, before any training) and rises, and the
-# margin `r_chosen − r_rejected` grows from about 0.
+# the held-out split, accuracy starts where the random head lands (the point at step 0, printed above) and rises,
+# and the margin `r_chosen − r_rejected` grows from about 0. On the tiny model that start is near 0.5. On a real
+# model (`smol`) it can sit well away from 0.5, either way: the head is random, but the hidden states it reads
+# are a trained model's, and a random direction through them already tells some answers apart.
 
 # %%
 from helpers.plots import plot_training_curves, save_figure
@@ -412,7 +431,8 @@ print("head saved with the adapter:", head_keys)
 # The trained model is saved, so we free it (on a T4 two 8B models do not fit) and run the same training twice
 # from the same start, at the `llama3-8b` profile's learning rate (1e-5) for `STORAGE_STEPS` steps: once with
 # the trainable weights stored in bf16 as TRL leaves them, once in fp32 as above. We count how many entries of
-# the head and of the LoRA matrices changed at all, and score the held-out pairs.
+# the head and of the LoRA matrices changed at all, and score the held-out pairs. (`smol` skips it by default: on a
+# real model each run costs minutes of CPU; the `tiny` and GPU profiles run it, and `STORAGE_STEPS = 4` runs it here.)
 
 # %%
 import gc
@@ -422,8 +442,9 @@ gc.collect()
 if torch.cuda.is_available():
     torch.cuda.empty_cache()
 gpu_lr = get_profile("llama3-8b").learning_rate
-steps = STORAGE_STEPS
-print(f"two runs of {steps} steps at lr {gpu_lr}")
+steps = profile.storage_steps if STORAGE_STEPS == -1 else STORAGE_STEPS
+print(f"two runs of {steps} steps at lr {gpu_lr}" if steps else
+      f"skipped (profile {profile.name}: storage_steps 0, to keep the course short); STORAGE_STEPS = 4 runs it")
 
 # %%
 import dataclasses
@@ -453,12 +474,13 @@ for name, result in storage.items():
           f"held-out accuracy {result['accuracy']:.3f}"))
 
 # %% [markdown]
-# Read the two lines. Stored in bf16, most updates are rounded away: a large share of the head never moves at all
-# — on a T4 under fp16 this run would not even start (the bf16 line then shows the error). Stored in fp32, every
-# entry moves. After so few steps at 1e-5 neither run has learned much yet, so both accuracies are close to
-# chance and may come out in either order: what differs is whether the updates land at all, and over the 8B
-# profile's 3 epochs that difference accumulates. (On a T4 the two short runs take several minutes each;
-# `STORAGE_STEPS = 0` skips them.)
+# Where the experiment ran (by default on `tiny` and `llama3-8b`; on `smol` only with `STORAGE_STEPS = 4`, and a line
+# further up says when it was skipped), read the two lines. Stored in bf16, most updates are rounded away: a large
+# share of the head never moves at all — on a T4 under fp16 this run would not even start (the bf16 line then shows
+# the error). Stored in fp32, every entry moves. After so few steps at 1e-5 neither run has learned much yet, so
+# both accuracies stay near the untrained model's and may come out in either order: what differs is whether the
+# updates land at all, and over the 8B profile's 3 epochs that difference accumulates. (On a T4 the two short runs
+# take several minutes each; `STORAGE_STEPS = 0` skips them.)
 
 # %%
 from helpers import save_metrics
@@ -466,7 +488,8 @@ from helpers import save_metrics
 metrics = {
     "eval_accuracy": eval_accuracy, "eval_margin": eval_margin, "test_pairs": len(test),
     "eval_pairs_trainer": int(kept.sum()), "eval_accuracy_trainer_recipe": trainer_recipe,
-    "eval_accuracy_trainer_logged": curve_last,
+    "eval_accuracy_trainer_logged": curve_last, "profile": profile.name,
+    "eval_accuracy_before": before_training["eval_accuracy"] if before_training else None,
     "train_loss": train_loss, "train_loss_this_session": train_result.metrics["train_loss"],
     "train_runtime_s": train_result.metrics["train_runtime"], "head_entries_changed": head_moved,
     "trainable_dtype_from_trl": stored_before, "storage_experiment": storage, "save_steps": args.save_steps,

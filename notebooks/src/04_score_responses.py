@@ -17,6 +17,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | under a minute |
+# | `smol` | any CPU, offline | about 2 minutes on 2 CPU cores |
 # | `llama3-8b` | T4 16 GB (the merged model is loaded in 8-bit) | 5–10 minutes, plus rebuilding the merged model on a fresh Colab runtime (download and shard merge) |
 
 # %%
@@ -29,7 +30,7 @@ from helpers import setup, default_run_dir
 versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
-PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny" or "smol": offline CPU courses
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 BATCH_SIZE = 16
@@ -43,7 +44,7 @@ BATCH_SIZE = 16
 # %%
 from datasets import load_dataset
 from helpers import check_hardware, get_hf_token, get_profile, prepare_run_dir, set_seed
-from helpers.data import require_notebook_inputs
+from helpers.data import heldout_subset, require_notebook_inputs
 from helpers.merge_shards import ensure_merged_model
 
 profile = get_profile(PROFILE)
@@ -53,8 +54,9 @@ hardware = check_hardware(profile)
 set_seed(SEED)
 merged_dir = ensure_merged_model(run_dir, profile, token=get_hf_token())  # Colab: rebuilt on this runtime's disk
 test = load_dataset("json", data_files=str(run_dir / "data" / "test.jsonl"), split="train")
+test = heldout_subset(test, profile.heldout_limit, seed=SEED, what="held-out pairs")  # all, unless capped (smol)
 # A full-precision 8B model (16 GB in fp16) does not fit a T4 next to anything else: score in 8-bit there.
-score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 38 else "8bit"
+score_quantization = None if profile.is_local or hardware["gpu_memory_gib"] >= 38 else "8bit"
 print(f"{len(test)} held-out pairs; scoring with quantization={score_quantization}")
 
 # %% [markdown]
@@ -71,7 +73,7 @@ from helpers.train import prepare_reward_tokenizer
 base_path = profile.model_path("rm_base", run_dir)
 wrong, info = AutoModelForSequenceClassification.from_pretrained(
     base_path, num_labels=1, output_loading_info=True, use_safetensors=True,
-    quantization_config=None if profile.is_tiny else BitsAndBytesConfig(load_in_8bit=True))
+    quantization_config=None if profile.is_local else BitsAndBytesConfig(load_in_8bit=True))
 wrong_tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(base_path))
 wrong.config.pad_token_id = wrong_tokenizer.pad_token_id
 sample = test.select(range(min(32, len(test))))
@@ -81,9 +83,9 @@ print(f"accuracy with a random head: {pairwise_accuracy(wrong_scores['chosen'], 
 
 # %% [markdown]
 # Whatever this number is, it is not this model's: the head was drawn at random a moment ago. Do not expect 0.5
-# either: notebook 03 showed random heads on these hidden states landing anywhere from about 0.1 to 0.9, because
-# the chosen and rejected answers differ in a consistent direction. `RewardScorer.from_pretrained` refuses such
-# a model outright:
+# either: notebook 03 drew 200 random heads and printed how far from 0.5 they land, on this untrained base's hidden
+# states and on the trained body's. Where the chosen and rejected answers differ in a shared direction, a random head
+# ranks many pairs alike, rightly or wrongly. `RewardScorer.from_pretrained` refuses such a model outright:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -98,8 +100,9 @@ with expect_error(ValueError):
 # ## The right way
 # Load the **merged** reward model of notebook 03. Nothing may be missing or unexpected: the head is part of
 # the checkpoint. The scorer also sets the dedicated pad token (the reward is read at the last token that is not
-# the pad id, so a pad id equal to `<|eot_id|>`, an Instruct tokenizer's EOS, would read it one token early; see
-# notebook 02), and reads the normalisation fitted in notebook 03.
+# the pad id, so the pad must be a token the chat template never writes: LLaMA 3 Instruct's EOS `<|eot_id|>`, for
+# one, ends every turn and would move the reading one token early; see notebook 02), and reads the normalisation
+# fitted in notebook 03.
 
 # %%
 scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization)
@@ -258,14 +261,15 @@ shuffled = [test[(i + 1) % len(test)]["prompt"] for i in range(len(test))]  # ev
 own = scorer.score_batch([(r["prompt"], r["chosen"]) for r in test], batch_size=BATCH_SIZE)
 foreign = scorer.score_batch([(p, r["chosen"]) for p, r in zip(shuffled, test)], batch_size=BATCH_SIZE)
 prompt_sensitivity = {"spearman_own_vs_other_prompt": spearman(own, foreign),
-                      "mean_drop_under_other_prompt": float((own - foreign).mean())}
+                      "mean_drop_under_other_prompt": float((own - foreign).mean())}  # own - other: > 0 is a drop
 print(f"chosen answers, own prompt vs another prompt: rank correlation "
-      f"{prompt_sensitivity['spearman_own_vs_other_prompt']:.2f}, mean reward drop "
+      f"{prompt_sensitivity['spearman_own_vs_other_prompt']:.2f}, mean reward under own prompt minus under another "
       f"{prompt_sensitivity['mean_drop_under_other_prompt']:+.3f}")
 
 # %% [markdown]
-# A rank correlation near 1 with a small drop means the reward is mostly a property of the answer alone: the
-# model barely checks that the answer fits the question. Best-of-n, or a policy trained against such a model,
+# A rank correlation near 1 with a mean difference near 0 (or below it: the answers scoring *higher* under a
+# prompt they do not answer) means the reward is mostly a property of the answer alone: the model barely checks
+# that the answer fits the question. Best-of-n, or a policy trained against such a model,
 # will exploit that. The fixes are in the data (pairs whose rejected side is a fluent answer to another prompt) or
 # in a second check of relevance, not in the scoring code.
 
@@ -327,7 +331,8 @@ print(result.stderr[-600:].strip().splitlines()[-3:], result.stdout.strip(), sep
 # continuously and runs one engine per GPU with `--data-parallel-size`. Nothing to convert: notebook 03 wrote
 # `problem_type: "regression"` into `config.json`, so vLLM's classify output `probs[0]` is the raw reward (without
 # that key vLLM applies a sigmoid to a one-label model). Send chat messages (the server applies the chat
-# template) or token ids, not the templated text as a string: a string gets a second BOS token by default. The
+# template) or token ids, not the templated text as a string: with a tokenizer that adds BOS to every string, as
+# LLaMA 3's (and `tiny`'s) does, the string gets a second BOS token by default (SmolLM2's adds none). The
 # commands for this run's model (vLLM is not installed here: it needs a GPU and an environment of its own;
 # `docs/consumers.md` shows its CPU build giving the kit's rewards):
 

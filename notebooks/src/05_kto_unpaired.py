@@ -21,6 +21,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | about 2 minutes |
+# | `smol` | any CPU, offline (Colab: from the Hub) | about 6 minutes on 2 cores |
 # | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | not yet measured: tens of minutes per epoch on a T4, a few on an A100; computed peak GPU 12.3 GiB |
 
 # %%
@@ -33,7 +34,7 @@ from helpers import setup, default_run_dir
 versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
-PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny" or "smol": offline CPU courses
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 POLICY = "profile"  # the profile's policy_base, or a hub id of another chat model
@@ -98,9 +99,11 @@ print(f"profile {profile.name}: policy {profile.policy_base}, {profile.quantizat
 
 # %%
 from datasets import load_dataset
+from helpers.data import heldout_subset
 
 train = load_dataset("json", data_files=str(run_dir / "data" / "unpaired_train.jsonl"), split="train")
 test = load_dataset("json", data_files=str(run_dir / "data" / "unpaired_test.jsonl"), split="train")
+test = heldout_subset(test, profile.heldout_limit, seed=SEED)  # all rows, unless the profile caps them (smol)
 train[0]["prompt"], train[0]["completion"], train[0]["label"]
 
 # %%
@@ -146,7 +149,8 @@ print(f"λ_D·n_D / (λ_U·n_U) = {desirable_weight} × {n_desirable} / ({undesi
 
 # %% [markdown]
 # ## The policy, in 8-bit
-# The policy is a chat (instruct) model: on `tiny` the Qwen2-style model built by notebook 00, on the GPU profile
+# The policy is a chat (instruct) model: on `tiny` the Qwen2-style model built by notebook 00, on `smol`
+# SmolLM2-135M-Instruct (also the reward model's base: a separate copy, with its own LoRA), on the GPU profile
 # `profile.policy_base` (or the hub id you put in `POLICY`). As in notebook 02 its linear layers are loaded as
 # int8 (`Linear8bitLt`, which also runs on CPU), and only small LoRA matrices are trained. This time the model is
 # a **causal LM**: KTO scores completions by their token log-probabilities, so we keep the language-model head.
@@ -365,7 +369,9 @@ for source in sorted(set(test["source"])):
 # The policy's held-out prompts are answered twice, greedily: **before** = the reference (the same model inside
 # `trainer.model.disable_adapter()`), **after** = the trained adapter. Both sets are then scored by the merged
 # reward model of notebook 03, which never saw KTO. (On `tiny` the policy has 1.5 million parameters, so
-# neither set of answers is good prose: what you check here is the mechanics, and whether the judge's scores move.)
+# neither set of answers is good prose: what you check there is the mechanics, and whether the judge's scores move.
+# On `smol` the starting policy is a real instruct model: fluent English, sometimes wrong, and no Chinese — it
+# answers Chinese prompts in English or loops.)
 
 # %%
 from helpers.kto_train import generate_responses
@@ -396,7 +402,7 @@ if torch.cuda.is_available():
 from helpers.kto_train import win_rate
 from helpers.score import RewardScorer
 
-score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 38 else "8bit"
+score_quantization = None if profile.is_local or hardware["gpu_memory_gib"] >= 38 else "8bit"
 from helpers.merge_shards import ensure_merged_model
 
 merged_dir = ensure_merged_model(run_dir, profile, token=get_hf_token())  # Colab: rebuilt on this runtime's disk
@@ -433,15 +439,25 @@ save_figure(fig, run_dir, "05_before_after")
 fig
 
 # %% [markdown]
-# On `tiny` this is the central danger of RLHF in miniature: **over-optimisation**. If the reward went up while
-# distinct-2 fell, the answers grew more alike, whatever the prompt: the policy found a degenerate style (on
-# `tiny`, loops of "How do" and "user") that this reward model happens to score highly. Read the answers printed
-# above before trusting any reward number. KTO never saw the reward model; a likely reason
-# they agree is that both learned from the same data, so the surface features KTO copied from the "desirable"
-# answers are the ones the reward model rewards. A reward model is a proxy, valid near the data it was trained on: push a policy far enough
-# and the proxy and the goal part ways (Gao et al., 2023, *Scaling Laws for Reward Model Overoptimization*).
-# The knobs against it: a larger `beta` (KTO's loss keeps the policy closer to the reference), fewer steps, and
-# always judging with something the policy was not trained towards, plus reading the answers. Notebook 06 turns
+# What to look for is the central danger of RLHF: **over-optimisation**. A reward model is a proxy, valid near the
+# data it was trained on: push a policy far enough and the proxy and the goal part ways (Gao et al., 2023, *Scaling
+# Laws for Reward Model Overoptimization*). Its signature here would be the reward going up while distinct-2 falls
+# and more prompts share an answer: the policy found one style the reward model scores highly, whatever the
+# prompt. KTO never saw the reward model; where the two agree, a likely reason is that both learned from the same
+# data, so the surface features KTO copied from the "desirable" answers are the ones the reward model rewards.
+# The cell below reads this run's numbers (they differ from seed to seed and between profiles):
+
+# %%
+from helpers.diagnose import describe_answer_change
+
+reading = describe_answer_change(stats_before, stats_after, rm_win_rate)
+print("\n".join(reading))
+
+# %% [markdown]
+# Whatever the reading, check it against the answers printed above: on `tiny` (a 1.5-million-parameter policy)
+# neither set is good prose, on `smol` both are fluent English, and only the text shows *what* changed. The knobs
+# against over-optimisation: a larger `beta` (KTO's loss keeps the policy closer to the reference), fewer steps,
+# and always judging with something the policy was not trained towards. Notebook 06 turns
 # these knobs on a policy trained *against* the reward model (GRPO), measures what each one moves, and adds judges
 # the policy never sees.
 
@@ -458,7 +474,9 @@ metrics = {
     "train_batches": len(per_batch), "beta": args.beta, "train_loss": train_result.metrics["train_loss"],
     "train_runtime_s": train_result.metrics["train_runtime"], "quantization": profile.quantization,
     "dtype": dtype.name, "seconds": round(time.perf_counter() - start, 1),
-    "answers_before": stats_before, "answers_after": stats_after,
+    "answers_before": stats_before, "answers_after": stats_after, "reading": reading, "profile": profile.name,
+    "answer_examples": [{"prompt": p[-1]["content"], "before": b, "after": a}
+                        for p, b, a in list(zip(prompts, before, after))[:2]],
     "kto_log": {k: logged[k] for k in ("step", "rewards/chosen", "rewards/rejected", "rewards/margins", "kl")},
 }
 save_metrics(run_dir, "05_kto_unpaired", metrics)

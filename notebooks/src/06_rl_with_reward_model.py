@@ -20,6 +20,7 @@
 # | profile | hardware | time |
 # |---|---|---|
 # | `tiny` | any CPU | one to two minutes |
+# | `smol` | any CPU, offline (Colab: from the Hub) | about 8 minutes on 2 cores |
 # | `llama3-8b` | T4 16 GB (fp16) · L4/A100 (bf16) | not yet measured; computed peak GPU memory on a T4 13.3 GiB (`helpers.resources`) |
 
 # %%
@@ -32,7 +33,7 @@ from helpers import setup, default_run_dir
 versions = setup()  # Colab: installs the pinned libraries and mounts Google Drive for RUN_DIR
 
 # %% tags=["parameters"]
-PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny": offline CPU course
+PROFILE = os.environ.get("REWARD_LAB_PROFILE", "llama3-8b")  # "tiny" or "smol": offline CPU courses
 RUN_DIR = default_run_dir()  # $REWARD_LAB_RUN_DIR; in Colab on Google Drive; else runs/default
 SEED = 42
 POLICY = "profile"  # the profile's policy_base, or a hub id of another chat model
@@ -61,16 +62,16 @@ require_notebook_inputs("06_rl_with_reward_model", run_dir, profile)  # stops, n
 steps = profile.grpo_steps if MAX_STEPS == -1 else MAX_STEPS
 check_knob_runs(KNOB_RUNS)  # before anything loads
 beta = profile.grpo_beta if BETA == -1.0 else BETA
-hardware, dtype = check_hardware(profile), dtype_policy(DTYPE, cpu_fp32_when_bf16_is_slow=True)
+hardware, dtype = check_hardware(profile), dtype_policy(DTYPE)
 set_seed(SEED)
 print(f"profile {profile.name}: policy {profile.policy_base}, {profile.quantization}, {steps} steps, beta {beta}, "
       f"dtype {dtype.name}: {dtype.reason}")
 
 # %% [markdown]
-# On a CPU the kit usually computes in bf16 autocast (notebook 00). Many CPUs (AVX2 only, no AVX-512) have no bf16
-# arithmetic: torch emulates it, and a 512 × 512 bf16 matmul took 220 ms against 2.5 ms in fp32 on such a
-# machine. Notebook 06 generates text token by token, thousands of small products, so there it takes fp32
-# (`dtype_policy(..., cpu_fp32_when_bf16_is_slow=True)`). GPUs are unaffected: fp16 on a T4, bf16 from an A100 on.
+# On a CPU with native bf16 (AVX-512, AMX) the kit computes in bf16 autocast (notebook 00). Many CPUs (AVX2 only)
+# have no bf16 arithmetic: torch emulates it, and a 512 × 512 bf16 matmul took 220 ms against 2.5 ms in fp32 on
+# such a machine, so there the whole course runs in fp32 (the line above says which). GPUs are unaffected: fp16
+# on a T4, bf16 from an A100 on.
 #
 # ## The loop, and GRPO
 # RLHF's last stage repeats four moves: take a batch of prompts, let the policy **sample** answers, **score**
@@ -148,7 +149,7 @@ print(f"{sum(fit)} of {len(train_prompts)} prompts kept, {fit.count(False)} long
 from helpers.merge_shards import ensure_merged_model
 from helpers.score import RewardScorer, grpo_autocast
 
-score_quantization = None if profile.is_tiny or hardware["gpu_memory_gib"] >= 38 else "8bit"
+score_quantization = None if profile.is_local or hardware["gpu_memory_gib"] >= 38 else "8bit"
 merged_dir = ensure_merged_model(run_dir, profile, token=get_hf_token())  # Colab: rebuilt on this runtime's disk
 autocast = grpo_autocast(dtype.bf16, dtype.fp16, hardware["device"])  # the precision GRPOTrainer will score in
 scorer = RewardScorer.from_pretrained(merged_dir, quantization=score_quantization, autocast=autocast)
@@ -321,7 +322,7 @@ fig
 # judges, each as its change since step 0 in units of its own step-0 spread across prompts.
 
 # %%
-from helpers.rl import kl_over_steps, plot_overoptimisation
+from helpers.rl import kl_over_steps, plot_overoptimisation, read_overoptimisation
 
 evaluations = held_out.evaluations
 kl_by_step = {s: kl_over_steps(trainer.state.log_history, last=1, upto=s) if s else 0.0 for s in evaluations}
@@ -329,10 +330,12 @@ for s, e in evaluations.items():
     print(f"step {s:3}: RM {np.mean(e['rm']):6.3f} | second RM {np.mean(e['judge']):6.3f} | overlap "
           f"{np.mean(e['overlap']):.3f} | {e['words']:4.1f} words | distinct-2 {e['distinct_2']:.3f} | KL {kl_by_step[s]:.3f}")
 first, last = evaluations[0], evaluations[max(evaluations)]
+changes = {}
 for key, name in (("rm", "reward model (trained against)"), ("judge", "second reward model"), ("overlap", "overlap")):
-    change = (np.mean(last[key]) - np.mean(first[key])) / (np.std(first[key]) or 1.0)  # as the plot draws it
-    print(f"{name}: {'rose' if change > 0 else 'fell' if change < 0 else 'stayed'} by {abs(change):.1f} step-0 "
-          f"spreads from step 0 to step {max(evaluations)}")
+    changes[key] = (np.mean(last[key]) - np.mean(first[key])) / (np.std(first[key]) or 1.0)  # as the plot draws it
+    print(f"{name}: {'rose' if changes[key] > 0 else 'fell' if changes[key] < 0 else 'stayed'} by "
+          f"{abs(changes[key]):.1f} step-0 spreads from step 0 to step {max(evaluations)}")
+print(read_overoptimisation(changes))
 fig = plot_overoptimisation(evaluations, kl_by_step)
 save_figure(fig, run_dir, "06_overoptimisation")
 fig
@@ -349,8 +352,9 @@ for prompt, b, a in list(zip(eval_prompts, before["answers"], after["answers"]))
 # **over-optimisation** (Gao et al. 2023 measure it against KL: the trained-against reward keeps rising with
 # KL, the gold one peaks and falls).
 #
-# Your run's three lines are printed above the plot; read them with the answers. Look for what the answers turned
-# into (on `tiny`: chat-role words such as `user` and `assistant`, or one word repeated) and for the overlap with
+# Your run's three lines and their reading are printed above the plot; read them with the answers. Look for what the
+# answers turned into (on `tiny`: chat-role words such as `user` and `assistant`, or one word repeated; on `smol`,
+# fluent English whose changes are in a phrase, a hedge, a length: compare before and after line by line) and for the overlap with
 # the human answers falling while the reward model's line climbs. On a short `tiny` run that line can also fall:
 # GRPO raises the reward of *sampled* answers, and these are greedy ones. The second reward model can go either way
 # from one seed to the next: when it **rises too**, it shares the blind spot, because it reads the same kind of
@@ -419,9 +423,11 @@ metrics = {
     "by_step": {s: {"rm": float(np.mean(e["rm"])), "judge": float(np.mean(e["judge"])),
                     "overlap": float(np.mean(e["overlap"])), "words": e["words"], "distinct_2": e["distinct_2"],
                     "kl": kl_by_step[s]} for s, e in evaluations.items()},
-    "knob_steps": knob_steps, "knobs": [{k: v for k, v in row.items() if k != "line"} for row in effects],
+    "reading": read_overoptimisation(changes), "knob_steps": knob_steps, "knobs": [{k: v for k, v in row.items() if k != "line"} for row in effects],
     "train_runtime_s": train_result.metrics["train_runtime"], "quantization": profile.quantization,
-    "dtype": dtype.name, "seconds": round(time.perf_counter() - start, 1),
+    "dtype": dtype.name, "seconds": round(time.perf_counter() - start, 1), "profile": profile.name,
+    "answer_examples": [{"prompt": p[-1]["content"], "before": b, "after": a}
+                        for p, b, a in list(zip(eval_prompts, before["answers"], after["answers"]))[:2]],
 }
 save_metrics(run_dir, "06_rl_with_reward_model", metrics)
 {k: round(metrics[k], 4) for k in ("rm_reward_before", "rm_reward_after", "heldout_judge_before",
