@@ -292,17 +292,23 @@ def plot_overoptimisation(evaluations: dict[int, dict], kl_by_step: dict[int, fl
     return fig
 
 
-def read_overoptimisation(changes: dict[str, float]) -> str:
+def moved(change: float, tolerance: float = 0.1) -> str:
+    """'rose', 'fell' or 'stayed': a change in step-0 spreads, within `tolerance` of 0 counted as no change."""
+    return "rose" if change > tolerance else "fell" if change < -tolerance else "stayed"
+
+
+def read_overoptimisation(changes: dict[str, float], tolerance: float = 0.1) -> str:
     """One sentence on this run's held-out lines: {"rm", "judge", "overlap"}, each a change in step-0 spreads.
 
-    Over-optimisation as it appears: the reward model trained against rises while neither judge does.
+    Over-optimisation as it appears: the reward model trained against rises while neither judge does. Changes
+    within `tolerance` spreads of 0 (16 prompts: noise) count as staying put.
     """
     judges = {"the second reward model": changes["judge"], "the overlap": changes["overlap"]}
-    if changes["rm"] <= 0:
+    if moved(changes["rm"], tolerance) != "rose":
         return ("Reading: the reward model's own score of the held-out answers did not rise; GRPO optimises the "
                 "reward of sampled answers (the reward curve), which greedy held-out answers need not follow in a "
                 "short run.")
-    risen = [name for name, change in judges.items() if change > 0]
+    risen = [name for name, change in judges.items() if moved(change, tolerance) == "rose"]
     if not risen:
         return ("Reading: the reward model's score rose while neither judge did: over-optimisation as it really "
                 "appears, the policy learning what this reward model likes rather than what the judges like.")

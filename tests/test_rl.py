@@ -175,8 +175,10 @@ def test_grpo_trains_the_8bit_lora_policy_with_reentrant_checkpointing(tiny_rm_b
 @pytest.mark.parametrize("changes, words", [
     ({"rm": 0.5, "judge": -0.2, "overlap": 0.0}, "neither judge did: over-optimisation"),
     ({"rm": 0.5, "judge": 0.2, "overlap": -0.1}, "so did the second reward model:"),
-    ({"rm": 0.5, "judge": 0.2, "overlap": 0.1}, "so did the second reward model and the overlap"),
+    ({"rm": 0.5, "judge": 0.2, "overlap": 0.3}, "so did the second reward model and the overlap"),
     ({"rm": 0.0, "judge": -0.3, "overlap": -0.3}, "did not rise"),
+    ({"rm": 0.5, "judge": -0.2, "overlap": 0.02}, "neither judge did"),  # +0.02 spreads on 16 prompts: noise
+    ({"rm": 0.08, "judge": -0.2, "overlap": 0.0}, "did not rise"),
 ])
 def test_notebook_06_reads_over_optimisation_from_the_runs_own_lines(changes, words):
     from helpers.rl import read_overoptimisation

@@ -322,7 +322,7 @@ fig
 # judges, each as its change since step 0 in units of its own step-0 spread across prompts.
 
 # %%
-from helpers.rl import kl_over_steps, plot_overoptimisation, read_overoptimisation
+from helpers.rl import kl_over_steps, moved, plot_overoptimisation, read_overoptimisation
 
 evaluations = held_out.evaluations
 kl_by_step = {s: kl_over_steps(trainer.state.log_history, last=1, upto=s) if s else 0.0 for s in evaluations}
@@ -333,8 +333,8 @@ first, last = evaluations[0], evaluations[max(evaluations)]
 changes = {}
 for key, name in (("rm", "reward model (trained against)"), ("judge", "second reward model"), ("overlap", "overlap")):
     changes[key] = (np.mean(last[key]) - np.mean(first[key])) / (np.std(first[key]) or 1.0)  # as the plot draws it
-    print(f"{name}: {'rose' if changes[key] > 0 else 'fell' if changes[key] < 0 else 'stayed'} by "
-          f"{abs(changes[key]):.1f} step-0 spreads from step 0 to step {max(evaluations)}")
+    print(f"{name}: {moved(changes[key])} ({changes[key]:+.2f} step-0 spreads from step 0 to step "
+          f"{max(evaluations)}; within ±0.1: stayed)")
 print(read_overoptimisation(changes))
 fig = plot_overoptimisation(evaluations, kl_by_step)
 save_figure(fig, run_dir, "06_overoptimisation")
