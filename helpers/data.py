@@ -258,11 +258,22 @@ def heldout_subset(dataset, limit: int, seed: int = 0, what: str = "held-out row
     """The rows a notebook evaluates on: all of them, or `limit` drawn at random (with `seed`) when `limit` > 0.
 
     On a CPU every held-out row costs a real model seconds per evaluation pass; the `smol` profile caps them
-    (`profile.heldout_limit`). Says what it kept, so no row is left out silently.
+    (`profile.heldout_limit`). The draw is stratified by the columns `source` and `label` where they exist, each
+    group kept in proportion and at least once, so a per-label or per-source measure still has rows of every kind.
+    Says what it kept, so no row is left out silently.
     """
     if not limit or limit >= len(dataset):
         return dataset
-    kept = dataset.shuffle(seed=seed).select(range(limit))
-    print(f"evaluating {limit} of {len(dataset)} {what}, drawn at random with seed {seed} (profile "
-          f"heldout_limit={limit}: each pass over all of them costs minutes on a CPU; 0 keeps all)")
-    return kept
+    keys = [c for c in ("source", "label") if c in dataset.column_names]
+    groups: dict[tuple, list[int]] = {}
+    for index, row in enumerate(zip(*(dataset[c] for c in keys)) if keys else ((),) * len(dataset)):
+        groups.setdefault(tuple(row), []).append(index)
+    rng = random.Random(seed)
+    share = {g: max(1, round(limit * len(rows) / len(dataset))) for g, rows in groups.items()}
+    while sum(share.values()) > limit and any(n > 1 for n in share.values()):
+        share[max(share, key=share.get)] -= 1
+    kept = sorted(i for g, rows in groups.items() for i in rng.sample(rows, min(share[g], len(rows))))
+    print(f"evaluating {len(kept)} of {len(dataset)} {what}, drawn at random with seed {seed}"
+          + (f" within each {' and '.join(keys)}" if keys else "")
+          + f" (profile heldout_limit={limit}: each pass over all of them costs minutes on a CPU; 0 keeps all)")
+    return dataset.select(kept)

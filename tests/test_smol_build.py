@@ -63,3 +63,23 @@ def test_exported_reward_config_keeps_an_instruct_bases_own_template_and_pad(tmp
     assert "<|im_start|>" in template and template != LLAMA3_CHAT_TEMPLATE
     assert pad == tokenizer.pad_token and pad != tokenizer.eos_token
     assert _reward_chat_settings("meta-llama/Meta-Llama-3-8B") == (LLAMA3_CHAT_TEMPLATE, LLAMA3_PAD_TOKEN)
+
+
+def test_the_heldout_cap_keeps_every_source_and_label_and_says_so(capsys):
+    from datasets import Dataset
+
+    from helpers.data import heldout_subset
+
+    rows = ([{"source": "pairs", "label": True}] * 90 + [{"source": "pairs", "label": False}] * 90
+            + [{"source": "native", "label": True}] * 2 + [{"source": "native", "label": False}] * 24)
+    data = Dataset.from_list([{**r, "i": i} for i, r in enumerate(rows)])
+    for seed in range(5):
+        kept = heldout_subset(data, 48, seed=seed)
+        groups = set(zip(kept["source"], kept["label"]))
+        assert len(kept) == 48 and len(groups) == 4, (seed, groups)  # the 2 native desirable rows are not lost
+        assert len(set(kept["i"])) == 48
+    assert "evaluating 48 of 206 held-out rows, drawn at random with seed 4 within each source and label" in (
+        capsys.readouterr().out)
+    assert heldout_subset(data, 0) is data and heldout_subset(data, 500) is data
+    pairs = Dataset.from_list([{"prompt": str(i)} for i in range(79)])
+    assert len(heldout_subset(pairs, 48, seed=1)) == 48
