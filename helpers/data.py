@@ -266,7 +266,7 @@ def heldout_subset(dataset, limit: int, seed: int = 0, what: str = "held-out row
         return dataset
     keys = [c for c in ("source", "label") if c in dataset.column_names]
     groups: dict[tuple, list[int]] = {}
-    for index, row in enumerate(zip(*(dataset[c] for c in keys)) if keys else ((),) * len(dataset)):
+    for index, row in enumerate(zip(*(dataset[c] for c in keys), strict=True) if keys else [()] * len(dataset)):
         groups.setdefault(tuple(row), []).append(index)
     rng = random.Random(seed)
     share = {g: max(1, round(limit * len(rows) / len(dataset))) for g, rows in groups.items()}

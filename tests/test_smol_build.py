@@ -75,7 +75,7 @@ def test_the_heldout_cap_keeps_every_source_and_label_and_says_so(capsys):
     data = Dataset.from_list([{**r, "i": i} for i, r in enumerate(rows)])
     for seed in range(5):
         kept = heldout_subset(data, 48, seed=seed)
-        groups = set(zip(kept["source"], kept["label"]))
+        groups = set(zip(kept["source"], kept["label"], strict=True))
         assert len(kept) == 48 and len(groups) == 4, (seed, groups)  # the 2 native desirable rows are not lost
         assert len(set(kept["i"])) == 48
     assert "evaluating 48 of 206 held-out rows, drawn at random with seed 4 within each source and label" in (
