@@ -73,7 +73,7 @@ def test_runner_stops_at_a_raising_cell_and_names_notebook_and_cell(tmp_path):
 
 def test_cli_exit_codes(tmp_path, capsys, monkeypatch):
     assert main(["--profile", "nope", "--run-dir", str(tmp_path)]) == 2
-    assert "Valid profiles: 'tiny', 'llama3-8b'" in capsys.readouterr().err
+    assert "Valid profiles: 'tiny', 'smol', 'llama3-8b'" in capsys.readouterr().err
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _notebook(nbs / "00_broken.ipynb", "1 / 0")

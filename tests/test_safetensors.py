@@ -26,7 +26,7 @@ def test_every_weight_load_passes_use_safetensors():
     loads, missing = 0, []
     for path in files:
         for line, call in _calls(path.read_text("utf-8")):
-            if "(..." in call:
+            if "(..." in call or "gguf_file=" in call:  # helpers.smol reads the wheel's GGUF: typed tensors, no pickle
                 continue
             loads += 1
             if "use_safetensors=True" not in call:

@@ -141,9 +141,14 @@ def test_prepare_tokenizer_sets_template_and_dedicated_pad():
     assert tok.pad_token == "<|finetune_right_pad_id|>" and tok.pad_token_id != tok.eos_token_id
 
 
-def test_prepare_tokenizer_without_a_pad_candidate_says_how_to_add_one():
+def test_prepare_tokenizer_without_a_pad_candidate_says_how_to_add_one(monkeypatch):
+    import helpers.chat
+
     tok = build_tokenizer(["hello world"] * 20, "chatml")
     tok.pad_token = tok.eos_token
+    assert prepare_reward_tokenizer(tok).pad_token == "<|endoftext|>"  # ChatML's own, as SmolLM2's copy uses
+    tok.pad_token = tok.eos_token
+    monkeypatch.setattr(helpers.chat, "PAD_CANDIDATES", ("<|finetune_right_pad_id|>",))
     with pytest.raises(RewardSetupError, match="No dedicated pad token.*add_special_tokens"):
         prepare_reward_tokenizer(tok)
 
