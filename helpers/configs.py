@@ -65,15 +65,15 @@ def _common(profile, seed: int, cpu: bool, dtype) -> dict:
 
 
 def _reward_chat_settings(base_path: str) -> tuple[str, str]:
-    """The chat template and pad token notebook 02 trains with: the base tokenizer's own where it has both (an
-    instruct model such as SmolLM2, built locally), else LLaMA 3's template and reserved pad
-    (`prepare_reward_tokenizer`)."""
+    """The chat template and pad token notebook 02 trains with: `prepare_reward_tokenizer` on the base's tokenizer
+    where it is a local folder (it keeps an instruct model's own, such as SmolLM2's), else LLaMA 3's."""
     if Path(base_path).is_dir():
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(base_path)
-        if tokenizer.chat_template and tokenizer.pad_token and tokenizer.pad_token_id != tokenizer.eos_token_id:
-            return tokenizer.chat_template, tokenizer.pad_token
+        from .chat import prepare_reward_tokenizer
+
+        tokenizer = prepare_reward_tokenizer(AutoTokenizer.from_pretrained(base_path))
+        return tokenizer.chat_template, tokenizer.pad_token
     return LLAMA3_CHAT_TEMPLATE, LLAMA3_PAD_TOKEN
 
 
