@@ -96,6 +96,22 @@ def _forward(model, pad_id: int, batch: list[list[int]], padding_side: str = "ri
     return logits.float().squeeze(-1).cpu().numpy()
 
 
+def trainer_batch_accuracies(model, pad_id: int, chosen_ids: list[list[int]], rejected_ids: list[list[int]],
+                             batch_size: int) -> list[float]:
+    """Pairwise accuracy of each evaluation batch as `RewardTrainer` forms it: pairs in dataset order, `batch_size`
+    at a time, each batch's chosen and rejected sides padded together into one forward pass (TRL's
+    `DataCollatorForPreference`, then `compute_loss` splits the rewards in two halves)."""
+    was_training = model.training
+    model.eval()
+    accuracies = []
+    for start in range(0, len(chosen_ids), batch_size):
+        chosen, rejected = chosen_ids[start:start + batch_size], rejected_ids[start:start + batch_size]
+        rewards = _forward(model, pad_id, list(chosen) + list(rejected))
+        accuracies.append(float(np.mean(rewards[:len(chosen)] > rewards[len(chosen):])))
+    model.train(was_training)
+    return accuracies
+
+
 def score_conversations(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16,
                         max_length: int | None = None) -> np.ndarray:
     """Rewards of whole conversations (each a message list), in input order.

@@ -53,6 +53,8 @@ def check_02_train_reward_model(m):
     # (reward_trainer.py:809-811 and 826); notebook 02 rebuilds it from its own scores
     assert m["eval_pairs_trainer"] < m["test_pairs"] and m["eval_accuracy_trainer_logged"] is not None
     assert abs(m["eval_accuracy_trainer_recipe"] - m["eval_accuracy_trainer_logged"]) <= 1e-6
+    # and TRL's own batches (chosen and rejected padded together) through our forward pass give the same point
+    assert abs(m["eval_accuracy_trainer_batches"] - m["eval_accuracy_trainer_logged"]) <= 1e-6
     assert m["train_loss"] < 0.69  # below a coin flip's log 2
     # trainables kept in fp32 after TRL's bf16 cast; at the 8B profile's lr, bf16 storage loses most updates
     assert m["trainable_dtype_from_trl"] == {"torch.bfloat16": m["trainable_dtype_from_trl"]["torch.bfloat16"]}

@@ -373,15 +373,31 @@ eval_margin = mean_margin(scores["chosen"], scores["rejected"])
 print(f"held-out pairs {len(test)}: accuracy {eval_accuracy:.3f}, mean margin {eval_margin:.3f}")
 
 # %% [markdown]
-# This accuracy need not equal the last point of the accuracy curve above, and both are right. The curve is what
-# `RewardTrainer` logs: it evaluates only the held-out pairs within `max_length` (it drops the others from the
-# evaluation split exactly as from the training split), computes the accuracy of each evaluation batch of
-# `per_device_eval_batch_size` pairs, and logs the **mean of those batch accuracies** (TRL's `reward_trainer.py`:
-# `compute_loss` appends one accuracy per batch, `log` averages the list), so a short last batch counts as much as a
-# full one. Above, every held-out pair counts once. Both, from this run's own scores:
+# This accuracy need not equal the last point of the accuracy curve above. The curve is what `RewardTrainer` logs:
+# it evaluates only the held-out pairs within `max_length` (it drops the others from the evaluation split exactly as
+# from the training split), computes the accuracy of each evaluation batch of `per_device_eval_batch_size` pairs,
+# and logs the **mean of those batch accuracies** (TRL's `reward_trainer.py`: `compute_loss` appends one accuracy
+# per batch, `log` averages the list), so a short last batch counts as much as a full one. Above, every held-out
+# pair counts once.
+#
+# With an 8-bit base there is a second reason: **a reward depends on the batch it is computed in.** LLM.int8 keeps
+# every input column that holds a value of 6 or more (`llm_int8_threshold=6.0`) out of the int8 product, and it
+# picks those columns over the whole batch, padding rows included (bitsandbytes 0.50, `backends/default/ops.py`
+# line 156 and `backends/cuda/ops.py` line 233: `outliers.any(dim=0)`); on a CPU the int8 product is moreover an
+# fp32 matmul (`ops.py` line 136), whose rounding depends on the matrix shapes. TRL puts each batch's chosen and
+# rejected answers into one padded forward pass; `score_pairs` above scores each side in its own batches, shortest
+# first. Same weights, other batch partners, slightly different rewards, and a pair whose margin is smaller than
+# that difference can change sides. On `smol` we measured rewards moving by up to 0.2 between batchings, as much as
+# many margins after half an epoch, so the two accuracies can differ by several pairs; the same trained
+# adapter on the full-precision base gave the same margins (to 1e-5) however it was batched. One more reason
+# notebook 03 merges into a full-precision base: its scores do not depend on the batch.
+#
+# Both effects, on this run's own numbers: TRL's averaging applied to our per-pair scores, then TRL's batches
+# recomputed with our forward pass (which reproduces the curve's point):
 
 # %%
 from helpers.audit import token_lengths
+from helpers.score import trainer_batch_accuracies
 
 right = scores["chosen"] > scores["rejected"]
 kept = np.all([np.array(n) <= args.max_length for n in token_lengths(test, tokenizer).values()], axis=0)
@@ -395,6 +411,19 @@ print(f"the curve's last point (step {steps[-1]}): {curve_last:.3f}" if accuraci
 print(f"TRL's recipe from our scores: {kept.sum()} of {len(test)} pairs, batch accuracies {np.round(per_batch, 3)}, "
       f"mean {trainer_recipe:.3f}")
 print(f"every pair counted once: {right[kept].mean():.3f} on those {kept.sum()}, {right.mean():.3f} on all {len(test)}")
+
+as_trainer = trainer_batch_accuracies(trainer.model, tokenizer.pad_token_id, trainer.eval_dataset["chosen_ids"],
+                                      trainer.eval_dataset["rejected_ids"], size)
+trainer_batches = float(np.mean(as_trainer))
+print(f"TRL's batches (each batch's chosen and rejected padded together), our forward pass: batch accuracies "
+      f"{np.round(as_trainer, 3)}, mean {trainer_batches:.3f}")
+if curve_last is not None:
+    print("TRL's batches reproduce the curve's point" if abs(trainer_batches - curve_last) <= 1e-6 else
+          f"TRL's batches give {trainer_batches:.3f}, not the curve's {curve_last:.3f}: something else differs "
+          "between the trainer's evaluation and this one")
+if abs(trainer_batches - trainer_recipe) > 1e-6:
+    print(f"the batching alone moved the accuracy by {trainer_batches - trainer_recipe:+.3f} "
+          f"({profile.quantization or 'no'} quantization)")
 
 # %%
 from collections import defaultdict
@@ -488,7 +517,8 @@ from helpers import save_metrics
 metrics = {
     "eval_accuracy": eval_accuracy, "eval_margin": eval_margin, "test_pairs": len(test),
     "eval_pairs_trainer": int(kept.sum()), "eval_accuracy_trainer_recipe": trainer_recipe,
-    "eval_accuracy_trainer_logged": curve_last, "profile": profile.name,
+    "eval_accuracy_trainer_logged": curve_last, "eval_accuracy_trainer_batches": trainer_batches,
+    "profile": profile.name,
     "eval_accuracy_before": before_training["eval_accuracy"] if before_training else None,
     "train_loss": train_loss, "train_loss_this_session": train_result.metrics["train_loss"],
     "train_runtime_s": train_result.metrics["train_runtime"], "head_entries_changed": head_moved,
