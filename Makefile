@@ -2,7 +2,7 @@
 #                                 make test  — the whole pytest suite (notebooks included)
 # Both create .venv and install everything on a fresh machine; re-running skips what is done.
 # The real-model profile:         make run PROFILE=smol   — the course on SmolLM2-135M-Instruct, offline
-#                                 make test-smol          — its tests (not yet in .ci/run: see issue 24)
+#                                 make test-smol          — its tests (CI runs it after make test)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
