@@ -2,9 +2,9 @@
 
     python benchmarks/bench_int8_batching.py runs/<run>        # a run folder that has been through notebook 02
 
-Loads the run's reward-model base twice, in 8-bit as notebook 02 trains it (LLM.int8, threshold 6, LoRA in bf16
-under autocast, as TRL leaves it) and in full precision (fp32, no quantization), puts the run's trained adapter on
-each, and scores the held-out pairs that notebook 02 evaluated three ways:
+Loads the run's reward-model base twice, in 8-bit as notebook 02 holds it after training (LLM.int8, threshold 6,
+LoRA and head in bf16 as TRL leaves them, bf16 autocast) and in full precision (fp32, no quantization), puts the
+run's trained adapter on each, and scores the held-out pairs that notebook 02 evaluated three ways:
 - `sorted`: each side in its own batches, shortest first (`score_pairs`, notebook 02's per-pair accuracy);
 - `alone`: one sequence per forward pass, no padding;
 - `trainer`: TRL's batches, each batch's chosen and rejected padded together (`trainer_batch_accuracies`).
@@ -31,7 +31,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _load(base: Path, adapter: Path, tokenizer, eight_bit: bool):
-    from peft import PeftModel
+    """The trained reward model as notebook 02 holds it when it scores, or the same adapter on a full-precision base.
+
+    8-bit: loaded in bf16 with LLM.int8 weights, `prepare_model_for_kbit_training` (every remaining 16-bit parameter
+    to fp32), the adapter on top, and the adapter and head in bf16 as `RewardTrainer(bf16=True)` leaves them
+    (PITFALLS: "TRL's bf16 cast"); `_forward` then autocasts to bf16, as in the notebook."""
+    from peft import PeftModel, prepare_model_for_kbit_training
     from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig
 
     quantization = BitsAndBytesConfig(load_in_8bit=True) if eight_bit else None
@@ -39,10 +44,12 @@ def _load(base: Path, adapter: Path, tokenizer, eight_bit: bool):
         base, num_labels=1, quantization_config=quantization, use_safetensors=True,
         dtype=torch.bfloat16 if eight_bit else torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if eight_bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = PeftModel.from_pretrained(model, adapter)
-    if eight_bit:  # TRL casts the adapter and head to bf16 when bf16=True (PITFALLS: "TRL's bf16 cast")
+    if eight_bit:
         for name, p in model.named_parameters():
-            if "lora_" in name or "score" in name:
+            if "lora_" in name or "modules_to_save" in name:
                 p.data = p.data.to(torch.bfloat16)
     return model.eval()
 

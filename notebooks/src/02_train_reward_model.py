@@ -387,9 +387,10 @@ print(f"held-out pairs {len(test)}: accuracy {eval_accuracy:.3f}, mean margin {e
 # fp32 matmul (`ops.py` line 136), whose rounding depends on the matrix shapes. TRL puts each batch's chosen and
 # rejected answers into one padded forward pass; `score_pairs` above scores each side in its own batches, shortest
 # first. Same weights, other batch partners, slightly different rewards, and a pair whose margin is smaller than
-# that difference can change sides. On `smol` we measured rewards moving by up to 0.2 between batchings, as much as
-# many margins after half an epoch, so the two accuracies can differ by several pairs; the same trained
-# adapter on the full-precision base gave the same margins (to 1e-5) however it was batched. One more reason
+# that difference can change sides. On `smol` (SEED 42) margins moved by up to 0.43 between batchings, against a
+# median margin of 0.45 after half an epoch, and the accuracy moved by 3 of 42 pairs
+# (`benchmarks/bench_int8_batching.py`); the same trained adapter on the full-precision base gave the same margins
+# (to 1e-5) however it was batched. One more reason
 # notebook 03 merges into a full-precision base: its scores do not depend on the batch.
 #
 # Both effects, on this run's own numbers: TRL's averaging applied to our per-pair scores, then TRL's batches
