@@ -60,6 +60,12 @@ score_quantization = None if profile.is_local or hardware["gpu_memory_gib"] >= 3
 print(f"{len(test)} held-out pairs; scoring with quantization={score_quantization}")
 
 # %% [markdown]
+# Where that prints `8bit` (the 8B model on a GPU under 38 GiB, a T4 or an L4), remember notebook 02's finding: **an
+# 8-bit model's reward depends a little on which other texts share its batch** (LLM.int8 chooses its outlier columns
+# over the whole batch): the same text can score a little differently in another batch, so a small difference
+# between two answers may be within that noise. In full precision (`None`) the batch does not matter.
+
+# %% [markdown]
 # ## The wrong way to load
 # Point `AutoModelForSequenceClassification` at the **base** model (or at a checkpoint saved without its
 # head) and transformers happily builds a reward model: it creates the `score` layer at random and says so
