@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from helpers.env import quiet_warnings, versions
-from helpers.score import _forward, score_pairs
+from helpers.score import render_ids, score_pairs, trainer_batch_rewards
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,23 +55,15 @@ def _load(base: Path, adapter: Path, tokenizer, eight_bit: bool):
 
 
 def measure(model, tokenizer, pairs, max_length: int, batch_size: int) -> dict:
-    chosen_ids = [tokenizer.apply_chat_template(r["prompt"] + r["chosen"], tokenize=True, return_dict=False)
-                  for r in pairs]
-    rejected_ids = [tokenizer.apply_chat_template(r["prompt"] + r["rejected"], tokenize=True, return_dict=False)
-                    for r in pairs]
+    chosen_ids = [render_ids(tokenizer, r["prompt"], r["chosen"]) for r in pairs]
+    rejected_ids = [render_ids(tokenizer, r["prompt"], r["rejected"]) for r in pairs]
     kept = np.array([len(c) <= max_length and len(r) <= max_length for c, r in zip(chosen_ids, rejected_ids,
                                                                                    strict=True)])
     ways = {"sorted": score_pairs(model, tokenizer, pairs, batch_size=batch_size),
-            "alone": score_pairs(model, tokenizer, pairs, batch_size=1)}
-    chosen, rejected = [], []
-    kc = [c for c, k in zip(chosen_ids, kept, strict=True) if k]
-    kr = [r for r, k in zip(rejected_ids, kept, strict=True) if k]
-    for start in range(0, len(kc), batch_size):
-        rewards = _forward(model, tokenizer.pad_token_id, kc[start:start + batch_size] + kr[start:start + batch_size])
-        n = len(kc[start:start + batch_size])
-        chosen += list(rewards[:n])
-        rejected += list(rewards[n:])
-    ways["trainer"] = {"chosen": np.array(chosen), "rejected": np.array(rejected)}
+            "alone": score_pairs(model, tokenizer, pairs, batch_size=1),
+            "trainer": trainer_batch_rewards(model, tokenizer.pad_token_id,
+                                             [c for c, k in zip(chosen_ids, kept, strict=True) if k],
+                                             [r for r, k in zip(rejected_ids, kept, strict=True) if k], batch_size)}
     for way in ("sorted", "alone"):
         ways[way] = {side: ways[way][side][kept] for side in ("chosen", "rejected")}
     margins = {w: v["chosen"] - v["rejected"] for w, v in ways.items()}

@@ -96,20 +96,30 @@ def _forward(model, pad_id: int, batch: list[list[int]], padding_side: str = "ri
     return logits.float().squeeze(-1).cpu().numpy()
 
 
-def trainer_batch_accuracies(model, pad_id: int, chosen_ids: list[list[int]], rejected_ids: list[list[int]],
-                             batch_size: int) -> list[float]:
-    """Pairwise accuracy of each evaluation batch as `RewardTrainer` forms it: pairs in dataset order, `batch_size`
-    at a time, each batch's chosen and rejected sides padded together into one forward pass (TRL's
-    `DataCollatorForPreference`, then `compute_loss` splits the rewards in two halves)."""
+def trainer_batch_rewards(model, pad_id: int, chosen_ids: list[list[int]], rejected_ids: list[list[int]],
+                          batch_size: int) -> dict[str, np.ndarray]:
+    """Rewards of every pair as `RewardTrainer` evaluates them: pairs in dataset order, `batch_size` at a time, each
+    batch's chosen and rejected sides padded together into one forward pass (TRL's `DataCollatorForPreference`,
+    then `compute_loss` splits the rewards in two halves). In 8-bit a reward depends on its batch partners."""
     was_training = model.training
     model.eval()
-    accuracies = []
+    chosen, rejected = [], []
     for start in range(0, len(chosen_ids), batch_size):
-        chosen, rejected = chosen_ids[start:start + batch_size], rejected_ids[start:start + batch_size]
-        rewards = _forward(model, pad_id, list(chosen) + list(rejected))
-        accuracies.append(float(np.mean(rewards[:len(chosen)] > rewards[len(chosen):])))
+        batch_chosen = list(chosen_ids[start:start + batch_size])
+        rewards = _forward(model, pad_id, batch_chosen + list(rejected_ids[start:start + batch_size]))
+        chosen.extend(rewards[:len(batch_chosen)])
+        rejected.extend(rewards[len(batch_chosen):])
     model.train(was_training)
-    return accuracies
+    return {"chosen": np.array(chosen), "rejected": np.array(rejected)}
+
+
+def trainer_batch_accuracies(model, pad_id: int, chosen_ids: list[list[int]], rejected_ids: list[list[int]],
+                             batch_size: int) -> list[float]:
+    """Pairwise accuracy of each evaluation batch as `RewardTrainer` forms it (`trainer_batch_rewards`); TRL logs
+    their mean."""
+    rewards = trainer_batch_rewards(model, pad_id, chosen_ids, rejected_ids, batch_size)
+    right = rewards["chosen"] > rewards["rejected"]
+    return [float(right[i:i + batch_size].mean()) for i in range(0, len(right), batch_size)]
 
 
 def score_conversations(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16,

@@ -393,12 +393,10 @@ print(f"held-out pairs {len(test)}: accuracy {eval_accuracy:.3f}, mean margin {e
 # (to 1e-5) however it was batched. One more reason
 # notebook 03 merges into a full-precision base: its scores do not depend on the batch.
 #
-# Both effects, on this run's own numbers: TRL's averaging applied to our per-pair scores, then TRL's batches
-# recomputed with our forward pass (which reproduces the curve's point):
+# Both effects, on this run's own numbers. First TRL's averaging, applied to our per-pair scores:
 
 # %%
 from helpers.audit import token_lengths
-from helpers.score import trainer_batch_accuracies
 
 right = scores["chosen"] > scores["rejected"]
 kept = np.all([np.array(n) <= args.max_length for n in token_lengths(test, tokenizer).values()], axis=0)
@@ -412,6 +410,14 @@ print(f"the curve's last point (step {steps[-1]}): {curve_last:.3f}" if accuraci
 print(f"TRL's recipe from our scores: {kept.sum()} of {len(test)} pairs, batch accuracies {np.round(per_batch, 3)}, "
       f"mean {trainer_recipe:.3f}")
 print(f"every pair counted once: {right[kept].mean():.3f} on those {kept.sum()}, {right.mean():.3f} on all {len(test)}")
+
+# %% [markdown]
+# Then TRL's own batches (its tokenised evaluation split, `trainer.eval_dataset`), each batch's chosen and rejected
+# answers padded together, recomputed with our forward pass. If they reproduce the curve's point, whatever
+# separates it from the recipe above is the batching:
+
+# %%
+from helpers.score import trainer_batch_accuracies
 
 as_trainer = trainer_batch_accuracies(trainer.model, tokenizer.pad_token_id, trainer.eval_dataset["chosen_ids"],
                                       trainer.eval_dataset["rejected_ids"], size)
